@@ -54,42 +54,46 @@ def circuit_flops(
     subsystem_qubits: int | None = None,
     backward: bool = False,
 ) -> int:
-    """Floating-point operations of :func:`run_circuit` + ⟨Z⟩ (+ entropy) on ``batch`` inputs.
+    """Real floating-point operations of :func:`run_circuit` + ⟨Z⟩ (+ entropy) on ``batch`` inputs.
 
-    Counted as this simulator executes them (a complex multiply-add is 8 real FLOPs, a real
-    one 2): encoding, the fused operator build, the batch GEMM(s), probabilities, the ⟨Z⟩ GEMM,
-    and for the entropy the Gram matrix and its eigendecomposition (≈ 9 n³ for eigenvalues and
-    vectors, the usual LAPACK estimate). ``backward=True`` adds the backward pass, taken as
-    twice the forward GEMM work (gradients w.r.t. both operands) and 2 n³ for the spectral
-    gradient.
+    Counted the way this simulator executes them: a real multiply-add is 2 FLOPs, a real ×
+    complex one 4, a complex one 8. Forward: product-state build, fused-operator build (Kronecker
+    products and, for several layers, D×D products), the batch GEMM(s), |ψ|², the ⟨Z⟩ GEMM; for
+    the entropy the Gram matrix and its eigendecomposition (9 n³ for eigenvalues and vectors of
+    an n×n symmetric matrix, the usual estimate; ×4 when Hermitian complex). Backward (when
+    ``backward=True``): twice every GEMM (both operands), the product-state contraction, and
+    V diag V† for the spectral gradient.
+
+    Example:
+        >>> circuit_flops(8, 8192, 2, "real", backward=True) > circuit_flops(8, 8192, 2, "real")
+        True
     """
     q, b, L, D = n_qubits, batch, n_layers, 1 << n_qubits
-    complex_op = ansatz == "strong" or scheme == "ry_rz"
-    mac = 8 if complex_op else 2
-    fwd = 0
-    fwd += b * D * (2 if not complex_op else 8)  # product-state build
-    n_gemm = L if reupload else 1
-    build = L * (q * 4 * D * D + (D**3 * mac // 2 if L > 1 and not reupload else 0))
-    fwd += build
-    first_real_states = scheme == "ry" and complex_op  # real states @ complex operator
-    gemm = b * D * D * mac
-    fwd += (gemm // 2 if first_real_states else gemm) + (n_gemm - 1) * gemm
-    if reupload:
-        fwd += (L - 1) * q * b * D * 4 * (4 if complex_op else 1)
-    fwd += b * D * (3 if complex_op else 1)  # probabilities
-    fwd += 2 * b * D * q  # <Z> GEMM
-    ent_bwd = 0
-    if entropy is not None:
+    cplx = ansatz == "strong" or scheme == "ry_rz"
+    mac = 8 if cplx else 2
+    # Forward
+    encode = 2 * b * D * (4 if scheme == "ry_rz" else 1)
+    n_ops = L if reupload else 1  # fused operators built
+    build = L * (4 * D * D // 3) * (6 if cplx else 1)
+    if not reupload and L > 1:
+        build += (L - 1) * D**3 * mac // 2
+    first_gemm = b * D * D * (4 if (cplx and scheme == "ry") else mac)
+    gemms = first_gemm + (n_ops - 1) * b * D * D * mac
+    reupload_enc = (L - 1) * q * b * D * (16 if cplx else 4) if reupload else 0
+    width = 2 * D if cplx else D  # interleaved (re, im)
+    measure = b * width + 2 * b * width * q
+    fwd = encode + build + gemms + reupload_enc + measure
+    bwd = 2 * (encode + build + gemms + reupload_enc + measure)
+    if entropy is not None and entropy != "none":
         qa = subsystem_qubits if subsystem_qubits is not None else q // 2
         n, m = 1 << min(qa, q - qa), 1 << max(qa, q - qa)
         gram = b * n * n * m * mac
         fwd += gram
+        bwd += 2 * gram
         if entropy == "von_neumann":
-            fwd += b * 9 * n**3
-            ent_bwd = b * 2 * n**3 * (4 if complex_op else 1) + 2 * gram
+            fwd += b * 9 * n**3 * (4 if cplx else 1)
+            bwd += b * n**3 * mac
         else:
             fwd += 2 * b * n * n
-            ent_bwd = 2 * gram
-    if not backward:
-        return int(fwd)
-    return int(fwd + 2 * (n_gemm * gemm + build) + 2 * b * D * q + ent_bwd + 4 * b * D)
+            bwd += 2 * b * n * n
+    return int(fwd + bwd) if backward else int(fwd)

@@ -30,6 +30,45 @@ def _check_inputs(x: torch.Tensor, scheme: str) -> int:
     return q
 
 
+class _ProductState(torch.autograd.Function):
+    """Kronecker product of per-wire 2-vectors ``v`` ``(B, q, 2)`` → ``(B, 2**q)``.
+
+    Wire 0 is the most significant. The backward contracts the output gradient level by level
+    with batched GEMMs (two per wire, sizes halving), instead of autograd's chain of broadcast
+    multiplies and reductions over the full state (measured ~7× less backward time at q=8,
+    b=8192 on the 2-core dev VM).
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor) -> torch.Tensor:
+        prefixes = [v[:, 0]]  # P_i: product of wires 0..i, (B, 2^(i+1))
+        for i in range(1, v.shape[1]):
+            prefixes.append((prefixes[-1].unsqueeze(-1) * v[:, i].unsqueeze(-2)).flatten(-2))
+        ctx.save_for_backward(v, *prefixes[:-1])
+        return prefixes[-1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        v, *prefixes = ctx.saved_tensors
+        q = v.shape[1]
+        grad_v = torch.empty_like(v)
+        g = grad  # gradient w.r.t. P_i, (B, 2^(i+1))
+        for i in range(q - 1, 0, -1):
+            g3 = g.reshape(g.shape[0], -1, 2)  # (B, 2^i, 2)
+            # d/dv_i = P_{i-1}^* · G ; d/dP_{i-1} = G · v_i^*
+            grad_v[:, i] = (prefixes[i - 1].conj().unsqueeze(-2) @ g3).squeeze(-2)
+            g = (g3 @ v[:, i].conj().unsqueeze(-1)).squeeze(-1)
+        grad_v[:, 0] = g
+        return grad_v
+
+
+def _product_state(v: torch.Tensor) -> torch.Tensor:
+    """``v`` ``(..., q, 2)`` → ``(..., 2**q)`` Kronecker product over wires."""
+    lead = v.shape[:-2]
+    out = _ProductState.apply(v.reshape(-1, *v.shape[-2:]))  # (B, q, 2) -> (B, D)
+    return out.reshape(*lead, out.shape[-1])
+
+
 def _ry_rz_angles(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.clamp(-1.0, 1.0)
     return torch.arcsin(x), torch.arccos(x * x)
@@ -59,12 +98,9 @@ def angle_encode(x: torch.Tensor, scheme: str = "ry") -> torch.Tensor:
         c, s = torch.cos(a / 2), torch.sin(a / 2)
         ph = torch.polar(torch.ones_like(phi), -phi / 2)  # e^{-iφ/2}
         c, s = c * ph, s * ph.conj()
-    # Kronecker product over wires, wire 0 most significant.
-    state = torch.stack([c[..., 0], s[..., 0]], -1)  # (..., 2)
-    for i in range(1, q):
-        v = torch.stack([c[..., i], s[..., i]], -1)  # (..., 2)
-        state = (state.unsqueeze(-1) * v.unsqueeze(-2)).flatten(-2)  # (..., 2^(i+1))
-    return state
+    if q == 1:
+        return torch.stack([c[..., 0], s[..., 0]], -1)
+    return _product_state(torch.stack([c, s], -1))  # (..., q, 2) -> (..., 2^q)
 
 
 def apply_encoding(states: torch.Tensor, x: torch.Tensor, scheme: str = "ry") -> torch.Tensor:
@@ -110,5 +146,9 @@ def expval_z(states: torch.Tensor) -> torch.Tensor:
         tensor([ 1., -1.])
     """
     q = n_qubits_of(states)
-    p = probabilities(states)
-    return p @ _z_signs(q, p.dtype, p.device)
+    if states.is_complex():
+        # |ψ_k|² summed against the signs in one GEMM over interleaved (re, im) parts.
+        ri = torch.view_as_real(states).flatten(-2)  # (..., D, 2) -> (..., 2D)
+        signs = _z_signs(q, ri.dtype, ri.device).repeat_interleave(2, dim=0)  # (2D, q)
+        return ri.square() @ signs
+    return states.square() @ _z_signs(q, states.dtype, states.device)

@@ -1,0 +1,82 @@
+"""Shared helpers for the benchmark scripts: timing, allocator settings, machine facts,
+and writing a table into docs/RESULTS.md between markers."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+#: glibc malloc settings that avoid page faults on fresh allocations on the 2-core VMs
+#: (see DESIGN notes). Both sides of every comparison run under the same settings.
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "4294967296",
+    "MALLOC_TRIM_THRESHOLD_": "17179869184",
+    "MALLOC_TOP_PAD_": "536870912",
+}
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
+
+
+def ensure_malloc_env(enabled: bool) -> str:
+    """Re-exec the script with :data:`MALLOC_ENV` set (once); returns a label for the table."""
+    if not enabled:
+        return "glibc defaults"
+    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        env = {**os.environ, **MALLOC_ENV}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    return " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
+
+
+def median_ms(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` runs after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Measured float32 GEMM rate of this machine (n×n×n), in GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    ms = median_ms(lambda: a @ b, repeats, warmup=2)
+    return 2 * n**3 / (ms * 1e-3) / 1e9
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    )
+
+
+def write_section(name: str, body: str, path: Path = RESULTS) -> None:
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in RESULTS.md
+    (appending the section if it is missing)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else "# Results\n"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)

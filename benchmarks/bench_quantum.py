@@ -1,0 +1,167 @@
+"""Forward+backward time of the feature circuit: this package's simulator vs PennyLane.
+
+The circuit on both sides: RY angle encoding of a (b, q) batch, 2 ansatz layers ("real":
+BasicEntanglerLayers(RY); "strong": StronglyEntanglingLayers), ⟨Z⟩ on every wire, and the von
+Neumann entropy of the first ⌊q/2⌋ wires; loss = Σ⟨Z⟩ + ΣS, backward to inputs and weights.
+
+Sides, timed in one process: ours (torch, float32); PennyLane default.qubit (torch interface,
+backprop, parameter broadcasting, float32 inputs); lightning.qubit (adjoint) without the
+entropy, which adjoint differentiation does not support (compared with ours without entropy).
+Medians after warm-up. The FLOP floor is qtensorformer.quantum.circuit_flops / the measured
+float32 GEMM rate of the machine.
+
+Run:  python benchmarks/bench_quantum.py            (full grid, writes docs/RESULTS.md)
+      python benchmarks/bench_quantum.py --quick    (q=4 only, no lightning, prints only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from _common import ensure_malloc_env, gemm_gflops, machine, median_ms, write_section
+from qtensorformer.quantum import (
+    ansatz_weight_shape,
+    circuit_flops,
+    expval_z,
+    run_circuit,
+    von_neumann_entropy,
+)
+from qtensorformer.quantum.pennylane_backend import make_qnode
+
+N_LAYERS = 2
+
+
+def ours_step(x, w, ansatz, entropy=True):
+    def step():
+        x.grad = w.grad = None
+        psi = run_circuit(x, w, ansatz)
+        loss = expval_z(psi).sum()
+        if entropy:
+            loss = loss + von_neumann_entropy(psi).sum()
+        loss.backward()
+
+    return step
+
+
+def pl_step(x, w, q, ansatz, device, diff_method, entropy):
+    qnode = make_qnode(
+        q,
+        N_LAYERS,
+        ansatz,
+        "ry",
+        False,
+        "expval",
+        "von_neumann" if entropy else None,
+        None,
+        device,
+        diff_method,
+    )
+
+    def step():
+        x.grad = w.grad = None
+        out = qnode(x, w)
+        torch.stack(list(out), -1).sum().backward()
+
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--qubits", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1024, 8192])
+    ap.add_argument("--ansatz", nargs="+", default=["real", "strong"])
+    ap.add_argument("--repeats", type=int, default=15, help="timed runs of ours")
+    ap.add_argument("--pl-repeats", type=int, default=3, help="timed runs of PennyLane")
+    ap.add_argument("--no-lightning", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="q=4, no lightning, no file output")
+    ap.add_argument("--no-malloc-tuning", action="store_true")
+    ap.add_argument("--write", action="store_true", help="write the table to docs/RESULTS.md")
+    args = ap.parse_args()
+    alloc = ensure_malloc_env(not args.no_malloc_tuning)
+    if args.quick:
+        args.qubits, args.no_lightning = [4], True
+    torch.manual_seed(0)
+    rate = gemm_gflops()
+    print(f"float32 GEMM rate: {rate:.1f} GFLOP/s", flush=True)
+
+    rows = []
+    t_start = time.time()
+    for ansatz in args.ansatz:
+        for q in args.qubits:
+            for b in args.batches:
+                x = (torch.rand(b, q) * 2 - 1).mul(torch.pi).requires_grad_(True)
+                w = (torch.rand(ansatz_weight_shape(ansatz, N_LAYERS, q)) * 6.28).requires_grad_(
+                    True
+                )
+                ours = median_ms(ours_step(x, w, ansatz), args.repeats, warmup=3)
+                ours_z = median_ms(ours_step(x, w, ansatz, False), args.repeats, warmup=3)
+                pl = median_ms(
+                    pl_step(x, w, q, ansatz, "default.qubit", "backprop", True),
+                    args.pl_repeats,
+                )
+                light = None
+                if not args.no_lightning:
+                    light = median_ms(
+                        pl_step(x, w, q, ansatz, "lightning.qubit", "adjoint", False),
+                        max(1, args.pl_repeats - 1),
+                    )
+                flops = circuit_flops(q, b, N_LAYERS, ansatz, backward=True)
+                floor = flops / (rate * 1e9) * 1e3
+                row = dict(
+                    ansatz=ansatz,
+                    q=q,
+                    b=b,
+                    ours=ours,
+                    ours_z=ours_z,
+                    pl=pl,
+                    light=light,
+                    floor=floor,
+                )
+                rows.append(row)
+                print(
+                    f"{ansatz:6s} q={q} b={b:5d}  ours {ours:8.2f} ms  (Z only {ours_z:7.2f})  "
+                    f"default.qubit {pl:9.1f} ms  x{pl / ours:6.1f}  "
+                    + (f"lightning(Z) {light:9.1f} ms x{light / ours_z:6.1f}  " if light else "")
+                    + f"floor {floor:6.2f} ms  ours/floor {ours / floor:5.1f}",
+                    flush=True,
+                )
+
+    head = (
+        "| ansatz | q | batch | ours (ms) | default.qubit (ms) | speed-up | ours, ⟨Z⟩ only (ms) "
+        "| lightning adjoint, ⟨Z⟩ only (ms) | speed-up | FLOP floor (ms) | ours / floor |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [head]
+    for r in rows:
+        lt = f"{r['light']:.1f}" if r["light"] else "—"
+        ls = f"{r['light'] / r['ours_z']:.0f}×" if r["light"] else "—"
+        lines.append(
+            f"| {r['ansatz']} | {r['q']} | {r['b']} | {r['ours']:.2f} | {r['pl']:.1f} | "
+            f"{r['pl'] / r['ours']:.0f}× | {r['ours_z']:.2f} | {lt} | {ls} | "
+            f"{r['floor']:.2f} | {r['ours'] / r['floor']:.1f}× |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    print(f"total {time.time() - t_start:.0f} s")
+    if args.write and not args.quick:
+        body = (
+            "### Quantum circuit simulation: forward + backward vs PennyLane\n\n"
+            "Command: `python benchmarks/bench_quantum.py --write`  \n"
+            f"Machine: {machine()}  \n"
+            f"Allocator: {alloc}  \n"
+            f"Float32 GEMM rate (2048³): {rate:.1f} GFLOP/s. Medians: ours over {args.repeats} "
+            f"runs after 3 warm-ups, PennyLane over {args.pl_repeats} after 1.  \n"
+            "Circuit: RY encoding, 2 ansatz layers, ⟨Z⟩ on all wires, von Neumann entropy of the "
+            "first ⌊q/2⌋ wires; loss = Σ⟨Z⟩ + ΣS; gradients w.r.t. inputs and weights; float32 "
+            "inputs. lightning.qubit's adjoint method cannot differentiate the entropy, so it "
+            "runs ⟨Z⟩ only and is compared with ours ⟨Z⟩ only.\n\n" + table
+        )
+        write_section("bench_quantum", body)
+        print("wrote docs/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
