@@ -254,3 +254,21 @@ def test_cuda_matches_cpu():
     gpu = run_circuit(x.cuda(), w.cuda(), "strong")
     torch.testing.assert_close(gpu.cpu(), cpu)
     torch.testing.assert_close(von_neumann_entropy(gpu).cpu(), von_neumann_entropy(cpu))
+
+
+@pytest.mark.parametrize(
+    ("q", "n_layers", "reupload"), [(6, 2, False), (5, 3, True), (3, 1, False)]
+)
+def test_matmul_flops_match_torch_flop_counter(q, n_layers, reupload):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from qtensorformer.quantum import circuit_flop_breakdown
+
+    b = 96
+    x, w = torch.rand(b, q), torch.rand(n_layers, q)
+    with FlopCounterMode(display=False) as fc:
+        psi = run_circuit(x, w, "real", reupload=reupload)
+        expval_z(psi)
+        von_neumann_entropy(psi)
+    parts = circuit_flop_breakdown(q, b, n_layers, "real", reupload=reupload)
+    assert parts["matmul"] == fc.get_total_flops()

@@ -7,7 +7,7 @@ arithmetic; float32/complex64 by default, float64/complex128 when the inputs are
 
 from ._checks import MAX_QUBITS
 from .ansatz import ANSATZE, ansatz_matrix, ansatz_weight_shape, apply_ansatz
-from .circuits import circuit_flops, run_circuit
+from .circuits import circuit_flop_breakdown, circuit_flops, run_circuit
 from .encoder import EncoderConfig, EncoderOutput, QuantumFeatureEncoder
 from .entropy import entropy_bound, reduced_gram, renyi2_entropy, von_neumann_entropy
 from .gates import apply_single_qubit, rot_matrix, ry_matrix, rz_matrix
@@ -27,6 +27,7 @@ __all__ = [
     "apply_ansatz",
     "apply_encoding",
     "apply_single_qubit",
+    "circuit_flop_breakdown",
     "circuit_flops",
     "entropy_bound",
     "expval_z",

@@ -16,6 +16,8 @@ The weights do not depend on the input, so a stack of layers is one operator in 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from ._checks import check_n_qubits, check_real, complex_dtype_for, n_qubits_of
@@ -88,6 +90,11 @@ def _check_weights(weights: torch.Tensor, ansatz: str, n_qubits: int) -> None:
         )
 
 
+@lru_cache(maxsize=256)
+def _index_tensor(perm: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(perm, dtype=torch.long, device=device)
+
+
 def _layer_gates(weights: torch.Tensor, ansatz: str) -> torch.Tensor:
     """Single-qubit gates of every layer and wire, ``(L, q, 2, 2)``."""
     if ansatz == "strong":
@@ -136,7 +143,7 @@ def ansatz_matrix(
     def permute(m: torch.Tensor, k: int) -> torch.Tensor:
         if not entangler_pairs(ansatz, first_layer + k, q):
             return m
-        return m[..., torch.tensor(perms[k], device=m.device)]
+        return m[..., _index_tensor(perms[k], m.device)]
 
     if q <= _MATMUL_COMBINE_MAX_QUBITS or n_layers == 1:
         layers = _kron_rows(gates)  # (L, D, D)
