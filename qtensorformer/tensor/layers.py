@@ -1,0 +1,473 @@
+"""Tensor-train layers: TTLinear and TTEmbedding (with a tied output projection).
+
+Index legend: B tokens (flattened batch), K cores, n_k output modes, m_k input modes,
+r_k bond ranks, N = Π n_k (padded d_out), M = Π m_k (padded d_in).
+
+Both layers hold a TT-matrix W (N × M) as cores G_k (r_{k-1}, n_k, m_k, r_k) and run y = x Wᵀ
+by one of two paths with identical results:
+  * ``"dense"``: materialise W, then one GEMM (cached in eval mode);
+  * ``"tt"``: contract the input with the cores one at a time (the cheaper sweep direction).
+``path="auto"`` picks the path with fewer FLOPs at the current batch size and rank.
+
+Ranks are *nested*: rank r uses the first r indices of every bond, so a trained layer can run
+at any smaller rank; per-token ranks group the tokens so lower ranks cost fewer FLOPs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .factorize import check_modes, default_n_modes, factorize
+from .tt import _full_ranks, tt_dense_flops, tt_num_params, tt_svd, tt_sweep_flops, tt_to_dense
+
+__all__ = ["NestedRankSampler", "TTEmbedding", "TTLinear", "TTMatrix"]
+
+PATHS = ("auto", "dense", "tt")
+
+
+def _resolve_modes(dim, modes, n_modes, name):
+    if modes is not None:
+        return check_modes(modes, dim, name, allow_pad=True)
+    return factorize(dim, n_modes).modes
+
+
+class TTMatrix(nn.Module):
+    """A trainable TT-matrix W (rows × cols) with nested ranks and two execution paths.
+
+    Base of :class:`TTLinear` and :class:`TTEmbedding`; ``rows``/``cols`` are the logical
+    sizes, the modes may multiply to more (zero padding, documented in ``factorize``).
+    """
+
+    def __init__(
+        self,
+        rows: int,
+        cols: int,
+        rank: int | Sequence[int],
+        row_modes: Sequence[int] | None = None,
+        col_modes: Sequence[int] | None = None,
+        n_modes: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        for name, v in (("rows", rows), ("cols", cols)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if n_modes is None:
+            n_modes = (
+                len(row_modes)
+                if row_modes is not None
+                else len(col_modes)
+                if col_modes is not None
+                else default_n_modes(rows, cols)
+            )
+        self.rows, self.cols = rows, cols
+        self.row_modes = _resolve_modes(rows, row_modes, n_modes, "out_modes")
+        self.col_modes = _resolve_modes(cols, col_modes, n_modes, "in_modes")
+        if len(self.row_modes) != len(self.col_modes):
+            raise ValueError(
+                f"out_modes {self.row_modes} and in_modes {self.col_modes} must have the same "
+                "number of modes"
+            )
+        K = len(self.row_modes)
+        full = _full_ranks(self.row_modes, self.col_modes)
+        ranks = (rank,) * (K - 1) if isinstance(rank, int) else tuple(rank)
+        if len(ranks) != K - 1:
+            raise ValueError(f"rank has {len(ranks)} entries but the train has {K - 1} bonds")
+        if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ranks):
+            raise ValueError(f"rank must be an int >= 1 (or one per bond), got {rank!r}")
+        self.max_ranks = tuple(min(r, f) for r, f in zip(ranks, full, strict=True))
+        r = (1, *self.max_ranks, 1)
+        self.cores = nn.ParameterList(
+            nn.Parameter(torch.empty(r[k], n, m, r[k + 1], device=device, dtype=dtype))
+            for k, (n, m) in enumerate(zip(self.row_modes, self.col_modes, strict=True))
+        )
+        self.path = "auto"
+        self._cache: tuple[tuple, torch.Tensor] | None = None
+        self.reset_cores()
+
+    # ------------------------------------------------------------------ init
+    def reset_cores(self, target_std: float | None = None) -> None:
+        """Random cores N(0, σ²) with Var(W_ij) = ``target_std``² (default 1/(3·cols): the
+        variance of nn.Linear's default init): σ^(2K) · Π r_k = target variance."""
+        var = target_std**2 if target_std is not None else 1.0 / (3 * self.cols)
+        K = len(self.cores)
+        sigma = (var / math.prod(self.max_ranks)) ** (1 / (2 * K))
+        with torch.no_grad():
+            for c in self.cores:
+                c.normal_(0.0, sigma)
+
+    def load_tt(self, cores: Sequence[torch.Tensor]) -> None:
+        """Copy decomposed cores (e.g. from :func:`tt_svd`) into the layer, zero-filling bond
+        indices beyond their ranks."""
+        with torch.no_grad():
+            for dst, src in zip(self.cores, cores, strict=True):
+                if src.shape[1:3] != dst.shape[1:3]:
+                    raise ValueError(f"core modes {tuple(src.shape)} do not fit {tuple(dst.shape)}")
+                dst.zero_()
+                a, b = min(src.shape[0], dst.shape[0]), min(src.shape[3], dst.shape[3])
+                dst[:a, :, :, :b] = src[:a, :, :, :b]
+
+    # ------------------------------------------------------------------ ranks
+    def ranks_at(self, rank: int | None) -> tuple[int, ...]:
+        """Per-bond ranks used at nested rank ``rank`` (None = full)."""
+        if rank is None:
+            return self.max_ranks
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"rank must be an int >= 1, got {rank!r}")
+        return tuple(min(rank, r) for r in self.max_ranks)
+
+    def _cores_at(self, ranks: tuple[int, ...]) -> list[torch.Tensor]:
+        r = (1, *ranks, 1)
+        return [c[: r[k], :, :, : r[k + 1]] for k, c in enumerate(self.cores)]
+
+    def num_params(self, rank: int | None = None) -> int:
+        """Parameters of the train at nested rank ``rank`` (None: all stored)."""
+        return tt_num_params(self.row_modes, self.col_modes, self.ranks_at(rank))
+
+    # ------------------------------------------------------------------ dense W
+    def _can_cache(self) -> bool:
+        if self.training:
+            return False
+        return not (torch.is_grad_enabled() and any(c.requires_grad for c in self.cores))
+
+    def _cache_key(self, ranks) -> tuple:
+        # A core's _version counter moves on every in-place change (optimizer steps,
+        # load_state_dict's copy_), and id() changes if a Parameter is replaced.
+        return (ranks, *((id(c), c._version, c.dtype, c.device) for c in self.cores))
+
+    def weight_at(self, ranks: tuple[int, ...]) -> torch.Tensor:
+        """W (rows, cols) at the given per-bond ranks (cached in eval mode)."""
+        if self._can_cache():
+            key = self._cache_key(ranks)
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1]
+            w = tt_to_dense(self._cores_at(ranks))[: self.rows, : self.cols]
+            self._cache = (key, w)
+            return w
+        return tt_to_dense(self._cores_at(ranks))[: self.rows, : self.cols]
+
+    def cached(self, ranks: tuple[int, ...]) -> bool:
+        return (
+            self._can_cache()
+            and self._cache is not None
+            and self._cache[0] == self._cache_key(ranks)
+        )
+
+    # ------------------------------------------------------------------ FLOPs
+    def path_flops(self, batch: int, rank: int | None = None) -> dict[str, int]:
+        """FLOPs of each path for ``batch`` rows at nested rank ``rank``."""
+        ranks = self.ranks_at(rank)
+        gemm = 2 * batch * self.rows * self.cols
+        dense = (
+            gemm
+            if self.cached(ranks)
+            else (
+                tt_dense_flops(self.row_modes, self.col_modes, ranks, batch)
+                - 2 * batch * math.prod(self.row_modes) * math.prod(self.col_modes)
+                + gemm
+            )
+        )
+        return {"dense": dense, "tt": tt_sweep_flops(self.row_modes, self.col_modes, ranks, batch)}
+
+    def choose_path(self, batch: int, rank: int | None = None) -> str:
+        if self.path != "auto":
+            return self.path
+        f = self.path_flops(batch, rank)
+        return "tt" if f["tt"] < f["dense"] else "dense"
+
+    # ------------------------------------------------------------------ matvec
+    def _sweep(self, x: torch.Tensor, ranks: tuple[int, ...]) -> torch.Tensor:
+        """y = x Wᵀ by contracting the cores one at a time; x (B, M) → (B, N)."""
+        cores = self._cores_at(ranks)
+        rows_m, cols_m = self.row_modes, self.col_modes
+        rtl = tt_sweep_flops(rows_m, cols_m, ranks, 1, "rtl")
+        ltr = tt_sweep_flops(rows_m, cols_m, ranks, 1, "ltr")
+        if ltr < rtl:
+            # Reversing the mode order turns a left-to-right sweep into a right-to-left one.
+            K = len(cores)
+            cores = [c.permute(3, 1, 2, 0) for c in reversed(cores)]
+            rows_m, cols_m = rows_m[::-1], cols_m[::-1]
+            B = x.shape[0]
+            x = x.reshape(B, *self.col_modes).permute(0, *range(K, 0, -1)).reshape(B, -1)
+            y = _sweep_rtl(x, cores, rows_m, cols_m)  # (B, N) with reversed output modes
+            return y.reshape(B, *rows_m).permute(0, *range(K, 0, -1)).reshape(B, -1)
+        return _sweep_rtl(x, cores, rows_m, cols_m)
+
+    def matvec(self, x: torch.Tensor, rank: int | None = None, path: str | None = None):
+        """y = x Wᵀ for x (B, cols) at nested rank ``rank`` → (B, rows)."""
+        ranks = self.ranks_at(rank)
+        path = path or self.choose_path(x.shape[0], rank)
+        if path not in PATHS[1:]:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        if path == "dense":
+            return F.linear(x, self.weight_at(ranks))
+        M, N = math.prod(self.col_modes), math.prod(self.row_modes)
+        if M != self.cols:
+            x = F.pad(x, (0, M - self.cols))
+        y = self._sweep(x, ranks)
+        return y[:, : self.rows] if N != self.rows else y
+
+    def grouped_matvec(self, x: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+        """Per-row nested ranks: rows with equal rank run together at that rank.
+
+        Equals running every row alone at its rank; lower ranks cost fewer FLOPs on the
+        ``"tt"`` path.
+        """
+        if ranks.shape != x.shape[:1]:
+            raise ValueError(
+                f"per-token ranks must have shape {tuple(x.shape[:1])}, got {tuple(ranks.shape)}"
+            )
+        if ranks.numel() and int(ranks.min()) < 1:
+            raise ValueError("per-token ranks must be >= 1")
+        order = torch.argsort(ranks, stable=True)
+        values, counts = torch.unique_consecutive(ranks[order], return_counts=True)
+        xs = x.index_select(0, order).split(counts.tolist())
+        ys = [self.matvec(xg, int(r)) for xg, r in zip(xs, values.tolist(), strict=True)]
+        y = torch.cat(ys)
+        return torch.empty_like(y).index_copy_(0, order, y)
+
+
+def _sweep_rtl(x, cores, rows_m, cols_m) -> torch.Tensor:
+    """Right-to-left sweep: state (R, P, m_k·r_k) with R = outputs produced so far (leading),
+    P = B·Π_{j<k} m_j. One GEMM and one permute per core."""
+    B = x.shape[0]
+    K = len(cores)
+    t = x.reshape(1, -1, cols_m[-1])  # (R=1, P=B·Π_{j<K} m_j, m_K·r_K), r_K = 1
+    R = 1
+    for k in range(K - 1, -1, -1):
+        c = cores[k]  # (r_{k-1}, n_k, m_k, r_k)
+        r0, n, m, r1 = c.shape
+        cm = c.permute(2, 3, 0, 1).reshape(m * r1, r0 * n)  # (m_k r_k, r_{k-1} n_k)
+        out = t.reshape(-1, m * r1) @ cm  # (R·P, r_{k-1}·n_k)
+        if k == 0:
+            return out.reshape(R, B, n).permute(1, 2, 0).reshape(B, n * R)  # (B, N)
+        P_next = out.shape[0] // (R * cols_m[k - 1])
+        # (R, P', m_{k-1}, r_{k-1}, n_k) -> (n_k, R, P', m_{k-1}, r_{k-1})
+        out = out.reshape(R, P_next, cols_m[k - 1], r0, n).permute(4, 0, 1, 2, 3)
+        R *= n
+        t = out.reshape(R, P_next, cols_m[k - 1] * r0)
+    raise AssertionError("unreachable")
+
+
+class TTLinear(TTMatrix):
+    """Linear layer y = x Wᵀ + b with W (out_features × in_features) a tensor train.
+
+    ``forward(x, rank=None | int | LongTensor)``: ``rank`` None runs at full rank; an int runs
+    the nested truncation; a LongTensor of shape ``x.shape[:-1]`` gives each token its rank.
+
+    Example:
+        >>> import torch
+        >>> layer = TTLinear(512, 2048, rank=16)
+        >>> layer.in_modes, layer.out_modes
+        ((8, 4, 4, 4), (8, 8, 8, 4))
+        >>> y = layer(torch.randn(4, 10, 512), rank=8)
+        >>> y.shape, layer.num_params() < 512 * 2048
+        (torch.Size([4, 10, 2048]), True)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int | Sequence[int],
+        bias: bool = True,
+        in_modes: Sequence[int] | None = None,
+        out_modes: Sequence[int] | None = None,
+        n_modes: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            out_features, in_features, rank, out_modes, in_modes, n_modes, device, dtype
+        )
+        self.in_features, self.out_features = in_features, out_features
+        if bias:
+            bound = 1 / math.sqrt(in_features)
+            self.bias = nn.Parameter(
+                torch.empty(out_features, device=device, dtype=dtype).uniform_(-bound, bound)
+            )
+        else:
+            self.register_parameter("bias", None)
+
+    @property
+    def in_modes(self) -> tuple[int, ...]:
+        return self.col_modes
+
+    @property
+    def out_modes(self) -> tuple[int, ...]:
+        return self.row_modes
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        rank: int | Sequence[int] | None = None,
+        max_params: int | None = None,
+        tol: float | None = None,
+        in_modes: Sequence[int] | None = None,
+        out_modes: Sequence[int] | None = None,
+        n_modes: int | None = None,
+    ) -> TTLinear:
+        """TT-SVD of a trained ``nn.Linear`` (exactly one of ``rank``, ``max_params``, ``tol``;
+        none = exact). The returned layer's stored ranks are the decomposition's ranks."""
+        W = linear.weight.detach()
+        d_out, d_in = W.shape
+        k = n_modes or (
+            len(in_modes)
+            if in_modes
+            else len(out_modes)
+            if out_modes
+            else default_n_modes(d_in, d_out)
+        )
+        im = _resolve_modes(d_in, in_modes, k, "in_modes")
+        om = _resolve_modes(d_out, out_modes, k, "out_modes")
+        Wp = F.pad(W.double(), (0, math.prod(im) - d_in, 0, math.prod(om) - d_out))
+        dec = tt_svd(Wp, im, om, rank=rank, max_params=max_params, tol=tol)
+        layer = cls(
+            d_in, d_out, dec.ranks, linear.bias is not None, im, om, device=W.device, dtype=W.dtype
+        )
+        layer.load_tt([c.to(W.dtype) for c in dec.cores])
+        layer.decomposition = dec
+        if linear.bias is not None:
+            with torch.no_grad():
+                layer.bias.copy_(linear.bias)
+        return layer
+
+    def to_dense(self, rank: int | None = None) -> torch.Tensor:
+        """The weight (out_features, in_features) at nested rank ``rank``."""
+        return tt_to_dense(self._cores_at(self.ranks_at(rank)))[: self.rows, : self.cols]
+
+    def forward(self, x: torch.Tensor, rank: int | torch.Tensor | None = None) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"input has last dimension {x.shape[-1]}, expected in_features={self.in_features}"
+            )
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)  # (B, d_in)
+        if isinstance(rank, torch.Tensor):
+            if rank.shape != lead:
+                raise ValueError(
+                    f"per-token ranks must have the input's leading shape {tuple(lead)}, got "
+                    f"{tuple(rank.shape)}"
+                )
+            y = self.grouped_matvec(x2, rank.reshape(-1))
+        else:
+            y = self.matvec(x2, rank)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"in_modes={self.in_modes}, out_modes={self.out_modes}, ranks={self.max_ranks}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+class TTEmbedding(TTMatrix):
+    """Embedding table E (num_embeddings × embedding_dim) as a tensor train.
+
+    Lookup contracts only the cores' slices of each token's index digits (never the full
+    table); :meth:`project` gives tied output logits h Eᵀ through the same cores.
+
+    Example:
+        >>> import torch
+        >>> emb = TTEmbedding(33278, 128, rank=16)
+        >>> emb(torch.tensor([[0, 5, 33277]])).shape
+        torch.Size([1, 3, 128])
+        >>> emb.project(torch.randn(2, 128)).shape
+        torch.Size([2, 33278])
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        rank: int | Sequence[int],
+        vocab_modes: Sequence[int] | None = None,
+        dim_modes: Sequence[int] | None = None,
+        n_modes: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            num_embeddings, embedding_dim, rank, vocab_modes, dim_modes, n_modes, device, dtype
+        )
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+
+    def reset_cores(self, target_std: float | None = None) -> None:
+        """Default: entries with variance 1 / embedding_dim (unit-norm rows on average)."""
+        super().reset_cores(target_std if target_std is not None else self.cols**-0.5)
+
+    def forward(self, ids: torch.Tensor, rank: int | None = None) -> torch.Tensor:
+        if ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"token ids must be an integer tensor, got {ids.dtype}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_embeddings):
+            raise ValueError(
+                f"token ids must lie in [0, {self.num_embeddings}), got range "
+                f"[{int(ids.min())}, {int(ids.max())}]"
+            )
+        flat = ids.reshape(-1).long()
+        cores = self._cores_at(self.ranks_at(rank))
+        # digits of each id in the vocabulary's mixed radix (mode 1 most significant)
+        digits = []
+        rem = flat
+        for v in reversed(self.row_modes):
+            digits.append(rem % v)
+            rem = rem // v
+        digits.reverse()
+        out = cores[0][0].index_select(0, digits[0])  # (T, d_1, r_1)
+        for c, dgt in zip(cores[1:], digits[1:], strict=True):
+            g = c.permute(1, 0, 2, 3).index_select(0, dgt)  # (T, r_{k-1}, d_k, r_k)
+            T, D, r = out.shape
+            out = torch.bmm(out, g.reshape(T, r, -1)).reshape(T, D * g.shape[2], g.shape[3])
+        out = out.squeeze(-1)[:, : self.embedding_dim]
+        return out.reshape(*ids.shape, self.embedding_dim)
+
+    def project(self, h: torch.Tensor, rank: int | None = None) -> torch.Tensor:
+        """Tied output projection: logits h Eᵀ, (..., embedding_dim) → (..., num_embeddings)."""
+        if h.shape[-1] != self.embedding_dim:
+            raise ValueError(
+                f"hidden states have last dimension {h.shape[-1]}, expected embedding_dim="
+                f"{self.embedding_dim}"
+            )
+        lead = h.shape[:-1]
+        y = self.matvec(h.reshape(-1, self.embedding_dim), rank)
+        return y.reshape(*lead, self.num_embeddings)
+
+    def weight(self, rank: int | None = None) -> torch.Tensor:
+        """The full table (num_embeddings, embedding_dim) (materialised; for inspection)."""
+        return tt_to_dense(self._cores_at(self.ranks_at(rank)))[: self.rows, : self.cols]
+
+
+class NestedRankSampler:
+    """Samples a training rank per step (nested dropout / DyLoRA style).
+
+    With probability ``p_full`` the full rank, else uniform in [min_rank, max_rank]. Training
+    at sampled truncations keeps every truncation a good model.
+
+    Example:
+        >>> s = NestedRankSampler(2, 16, seed=0)
+        >>> all(2 <= s() <= 16 for _ in range(100))
+        True
+    """
+
+    def __init__(self, min_rank: int, max_rank: int, p_full: float = 0.25, seed: int | None = None):
+        if not 1 <= min_rank <= max_rank:
+            raise ValueError(f"need 1 <= min_rank <= max_rank, got {min_rank}, {max_rank}")
+        if not 0.0 <= p_full <= 1.0:
+            raise ValueError(f"p_full must be in [0, 1], got {p_full}")
+        self.min_rank, self.max_rank, self.p_full = min_rank, max_rank, p_full
+        self._gen = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def __call__(self) -> int:
+        if float(torch.rand((), generator=self._gen)) < self.p_full:
+            return self.max_rank
+        return int(torch.randint(self.min_rank, self.max_rank + 1, (), generator=self._gen))
