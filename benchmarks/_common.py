@@ -45,6 +45,21 @@ def median_ms(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times) * 1e3
 
 
+def interleaved_medians_ms(fns: dict, repeats: int, warmup: int = 2) -> dict:
+    """Median ms of each callable, timed round-robin (A, B, C, A, B, C, ...) so that drift on a
+    noisy machine affects every side alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
 def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
     """Best measured float32 GEMM rate of this machine (n×n×n), in GFLOP/s.
 

@@ -53,9 +53,10 @@ def _imbalance(f: tuple[int, ...]) -> float:
 
 
 def default_n_modes(*dims: int) -> int:
-    """Default number of TT modes: about one mode per factor of 8 of the largest dimension
-    (512 → 3, 4096 → 4), at least 2."""
-    return max(2, round(math.log(max(dims)) / math.log(8)))
+    """Default number of TT modes: about one mode per factor of 8 of the smallest dimension
+    (512 → 3; 128 → 2; 512×2048 → 3), at least 2. More modes mean fewer parameters at a given
+    rank but larger intermediates in the factorised contraction."""
+    return max(2, round(math.log(min(dims)) / math.log(8)))
 
 
 @dataclass(frozen=True)

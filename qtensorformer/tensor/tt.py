@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
 
@@ -23,10 +24,10 @@ from .factorize import check_modes
 __all__ = [
     "TTDecomposition",
     "tt_dense_flops",
+    "tt_einsum_flops",
     "tt_num_params",
     "tt_round",
     "tt_svd",
-    "tt_sweep_flops",
     "tt_to_dense",
 ]
 
@@ -272,29 +273,47 @@ def tt_dense_flops(out_modes, in_modes, ranks, batch: int) -> int:
     return flops + 2 * batch * N * M
 
 
-def tt_sweep_flops(out_modes, in_modes, ranks, batch: int, direction: str = "best") -> int:
-    """FLOPs of contracting a ``(batch, d_in)`` input core by core.
-
-    ``direction="rtl"`` processes core K first (input modes consumed from the last), ``"ltr"``
-    core 1 first; ``"best"`` is the cheaper of the two. Step k costs
-    2·B·(input modes not yet consumed, except m_k)·(output modes already produced)·
-    r_{k-1}·n_k·m_k·r_k.
+def tt_einsum_flops(out_modes, in_modes, ranks, batch: int) -> int:
+    """FLOPs of the factorised path: the contraction of a ``(batch, d_in)`` input with the
+    cores in the order opt_einsum chooses (the order ``torch.einsum`` runs when opt_einsum is
+    installed). Falls back to the better of the two core-by-core sweeps without opt_einsum.
     """
+    return _einsum_cost(tuple(out_modes), tuple(in_modes), tuple(ranks), int(batch))
+
+
+@lru_cache(maxsize=4096)
+def _einsum_cost(out_modes, in_modes, ranks, batch) -> int:
+    from .layers import _einsum_equation
+
+    K = len(out_modes)
+    r = (1, *ranks, 1)
+    shapes = [(batch, *in_modes)]
+    for k in range(K):
+        shape = [out_modes[k], in_modes[k]]
+        if k > 0:
+            shape.insert(0, r[k])
+        if k < K - 1:
+            shape.append(r[k + 1])
+        shapes.append(tuple(shape))
+    try:
+        import opt_einsum
+    except ImportError:  # pragma: no cover - opt_einsum is a dependency
+        return _sweep_cost(out_modes, in_modes, ranks, batch)
+    _, info = opt_einsum.contract_path(_einsum_equation(K), *shapes, shapes=True)
+    return int(info.opt_cost)
+
+
+def _sweep_cost(out_modes, in_modes, ranks, batch) -> int:
+    """FLOPs of contracting the input core by core, the cheaper of the two directions."""
     r = (1, *ranks, 1)
     K = len(out_modes)
 
     def cost(order):
-        total, done_out = 0, 1
-        left_in = math.prod(in_modes)
+        total, done_out, left_in = 0, 1, math.prod(in_modes)
         for k in order:
             left_in //= in_modes[k]
             total += 2 * batch * left_in * done_out * r[k] * out_modes[k] * in_modes[k] * r[k + 1]
             done_out *= out_modes[k]
         return total
 
-    rtl, ltr = cost(range(K - 1, -1, -1)), cost(range(K))
-    if direction == "rtl":
-        return rtl
-    if direction == "ltr":
-        return ltr
-    return min(rtl, ltr)
+    return min(cost(range(K - 1, -1, -1)), cost(range(K)))

@@ -1,0 +1,178 @@
+"""TTLinear vs nn.Linear vs tensorly-torch BlockTT: parameters and time, side by side.
+
+For shapes 128→512, 512→2048, 768→3072 at 4096 tokens and ranks giving about 2×, 8× and 32×
+fewer parameters than the dense layer (same modes on both TT sides): forward in eval mode
+(no_grad) and forward+backward in training mode, for nn.Linear, our TTLinear with the auto path
+and with each path forced, and tltorch.FactorizedLinear(factorization="blocktt"). Plus
+per-token adaptive ranks: 20% of tokens at the 8× rank, 80% at rank 2, against all tokens at
+the 8× rank (eval forward, auto path). Medians after warm-up; ratios are against nn.Linear
+measured in the same process.
+
+Run:  python benchmarks/bench_tt.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from _common import ensure_malloc_env, interleaved_medians_ms, machine, write_section
+from torch import nn
+
+from qtensorformer.tensor import TTLinear, default_n_modes, factorize, tt_num_params
+from qtensorformer.tensor.tt import _full_ranks
+
+SHAPES = [(128, 512), (512, 2048), (768, 3072)]
+COMPRESSIONS = [2, 8, 32]
+PATHS = ("auto", "dense", "tt")
+
+
+def rank_for(d_in, d_out, compression, in_modes, out_modes) -> int:
+    full = _full_ranks(out_modes, in_modes)
+    best = 1
+    for r in range(1, max(full) + 1):
+        if tt_num_params(out_modes, in_modes, tuple(min(r, f) for f in full)) * compression <= (
+            d_in * d_out
+        ):
+            best = r
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tokens", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--no-malloc-tuning", action="store_true")
+    ap.add_argument("--no-tltorch", action="store_true")
+    args = ap.parse_args()
+    alloc = ensure_malloc_env(not args.no_malloc_tuning)
+    torch.manual_seed(0)
+    tltorch = None
+    if not args.no_tltorch:
+        import tltorch
+    B = args.tokens
+    rows, mix_rows = [], []
+    for d_in, d_out in SHAPES:
+        k = default_n_modes(d_in, d_out)
+        im, om = factorize(d_in, k).modes, factorize(d_out, k).modes
+        x = torch.randn(B, d_in, requires_grad=True)
+        lin = nn.Linear(d_in, d_out)
+        # Short calls are noisier: repeat until each variant has run about 1.5 s in training.
+        t0 = interleaved_medians_ms({"l": lambda lin=lin, x=x: lin(x).sum().backward()}, 3)["l"]
+        reps = max(args.repeats, min(60, int(1500 / max(t0, 1e-3))))
+        for c in COMPRESSIONS:
+            r = rank_for(d_in, d_out, c, im, om)
+            tts = {p: TTLinear(d_in, d_out, r, in_modes=im, out_modes=om) for p in PATHS}
+            for p, m in tts.items():
+                m.path = p
+            mods = {"linear": lin, **tts}
+            if tltorch is not None:
+                mods["tltorch"] = tltorch.FactorizedLinear(
+                    im, om, factorization="blocktt", rank=(1, *tts["auto"].max_ranks, 1)
+                )
+            for m in mods.values():
+                m.eval()
+            with torch.no_grad():
+                ev = interleaved_medians_ms(
+                    {n: (lambda m=m, x=x: m(x)) for n, m in mods.items()}, reps, warmup=3
+                )
+            chosen_eval = tts["auto"].choose_path(B)
+            for m in mods.values():
+                m.train()
+            tr = interleaved_medians_ms(
+                {n: (lambda m=m, x=x: m(x).sum().backward()) for n, m in mods.items()},
+                reps,
+                warmup=3,
+            )
+            tt = tts["auto"]
+            flops = tt.path_flops(B)
+            row = dict(
+                shape=f"{d_in}→{d_out}",
+                modes=f"{im}→{om}",
+                rank=r,
+                params=tt.num_params(),
+                dense_params=d_in * d_out,
+                ev=ev,
+                tr=tr,
+                chosen=(chosen_eval, tt.choose_path(B)),
+                flop_ratio=flops["tt"] / (2 * B * d_in * d_out),
+            )
+            rows.append(row)
+            print(row, flush=True)
+        # adaptive ranks: 20% at the 8x rank, 80% at rank 2 (eval forward, auto path)
+        hi = rank_for(d_in, d_out, 8, im, om)
+        tt = TTLinear(d_in, d_out, hi, in_modes=im, out_modes=om).eval()
+        ranks = torch.full((B,), 2, dtype=torch.long)
+        ranks[torch.randperm(B)[: B // 5]] = hi
+        lin.eval()
+        with torch.no_grad():
+            t = interleaved_medians_ms(
+                {
+                    "all_hi": lambda tt=tt, x=x: tt(x),
+                    "mix": lambda tt=tt, x=x, ranks=ranks: tt(x, rank=ranks),
+                    "linear": lambda lin=lin, x=x: lin(x),
+                },
+                reps,
+                warmup=3,
+            )
+        mix_rows.append((f"{d_in}→{d_out}", hi, t["all_hi"], t["mix"], t["linear"]))
+        print(mix_rows[-1], flush=True)
+
+    lines = [
+        "| layer | modes | rank | params (dense) | TT FLOPs / dense | auto path (eval, train) "
+        "| eval fwd: auto / dense / tt / tltorch | train fwd+bwd: auto / dense / tt / tltorch |",
+        "|---|---|---:|---:|---:|---|---|---|",
+    ]
+    for r in rows:
+        be, bt = r["ev"]["linear"], r["tr"]["linear"]
+        tl_e = f"{r['ev']['tltorch'] / be:.2f}" if "tltorch" in r["ev"] else "—"
+        tl_t = f"{r['tr']['tltorch'] / bt:.2f}" if "tltorch" in r["tr"] else "—"
+        ev = " / ".join(f"{r['ev'][p] / be:.2f}" for p in PATHS)
+        tr = " / ".join(f"{r['tr'][p] / bt:.2f}" for p in PATHS)
+        lines.append(
+            f"| {r['shape']} | {r['modes']} | {r['rank']} | {r['params']:,} ({r['dense_params']:,},"
+            f" {r['dense_params'] / r['params']:.1f}×) | {r['flop_ratio']:.2f} | "
+            f"{r['chosen'][0]}, {r['chosen'][1]} | {ev} / {tl_e} | {tr} / {tl_t} |"
+        )
+    table = "\n".join(lines)
+    base_lines = [
+        "| layer | nn.Linear eval fwd (ms) | nn.Linear train fwd+bwd (ms) |",
+        "|---|---:|---:|",
+    ]
+    seen = set()
+    for r in rows:
+        if r["shape"] not in seen:
+            seen.add(r["shape"])
+            base_lines.append(
+                f"| {r['shape']} | {r['ev']['linear']:.1f} | {r['tr']['linear']:.1f} |"
+            )
+    mix_lines = [
+        "| layer | high rank | all tokens at high rank (ms) | 20% high / 80% rank 2 (ms) "
+        "| mix / all-high | nn.Linear (ms) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, hi, a, m, b in mix_rows:
+        mix_lines.append(f"| {name} | {hi} | {a:.1f} | {m:.1f} | {m / a:.2f} | {b:.1f} |")
+    out = "\n".join([table, "", "\n".join(base_lines), "", "\n".join(mix_lines)])
+    print(out)
+    if args.write:
+        body = (
+            "### Tensor-train linear layers vs nn.Linear and tensorly-torch\n\n"
+            "Command: `python benchmarks/bench_tt.py --write`  \n"
+            f"Machine: {machine()}  \nAllocator: {alloc}  \n"
+            f"{B} tokens, float32; medians of at least {args.repeats} runs (more for small layers, "
+            "up to 60, about 1.5 s per variant) after 3 warm-ups, the variants timed round-robin. "
+            "Times are "
+            "ratios to nn.Linear of the same shape in the same process (< 1 is faster). "
+            "Eval = forward under no_grad in eval mode (our dense path uses its cached weight); "
+            "train = forward + backward in training mode. tltorch = "
+            "`tltorch.FactorizedLinear(factorization='blocktt')` with the same modes and ranks.\n\n"
+            + out
+        )
+        write_section("bench_tt", body)
+        print("wrote docs/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
