@@ -107,7 +107,6 @@ def test_eval_cache_is_never_stale():
     layer.eval()
     with torch.no_grad():
         y0 = layer(x)
-        assert layer._cache is not None
         assert layer.cached(layer.max_ranks)
         torch.testing.assert_close(layer(x), y0)
     # An optimizer step changes the cores in place.
@@ -125,9 +124,14 @@ def test_eval_cache_is_never_stale():
     layer.load_state_dict(other.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(layer(x), F.linear(x, other.to_dense(), other.bias))
-    # A different nested rank never reuses the full-rank cache.
+    # Each nested rank has its own cached weight; none is served for another rank.
     with torch.no_grad():
         torch.testing.assert_close(layer(x, rank=2), F.linear(x, layer.to_dense(2), layer.bias))
+        assert layer.cached(layer.ranks_at(2)) and layer.cached(layer.max_ranks)
+        ranks = torch.tensor([2, 8] * 8)
+        y = layer(x, rank=ranks)
+        torch.testing.assert_close(y[0], F.linear(x[0], layer.to_dense(2), layer.bias))
+        torch.testing.assert_close(y[1], F.linear(x[1], layer.to_dense(), layer.bias))
 
 
 def test_from_linear_exact_and_tolerance():

@@ -44,6 +44,9 @@ PATHS = ("auto", "dense", "tt")
 #: are well under a sixth of the dense ones.
 TT_FLOP_COST = 6.0
 
+#: Materialised weights kept in eval mode, one per nested rank in use (per-token ranks).
+_CACHE_RANKS = 16
+
 
 def _resolve_modes(dim, modes, n_modes, name):
     if modes is not None:
@@ -103,7 +106,7 @@ class TTMatrix(nn.Module):
             for k, (n, m) in enumerate(zip(self.row_modes, self.col_modes, strict=True))
         )
         self.path = "auto"
-        self._cache: tuple[tuple, torch.Tensor] | None = None
+        self._cache: dict[tuple[int, ...], tuple[tuple, torch.Tensor]] = {}
         self.reset_cores()
 
     # ------------------------------------------------------------------ init
@@ -157,23 +160,23 @@ class TTMatrix(nn.Module):
         return (ranks, *((id(c), c._version, c.dtype, c.device) for c in self.cores))
 
     def weight_at(self, ranks: tuple[int, ...]) -> torch.Tensor:
-        """W (rows, cols) at the given per-bond ranks (cached in eval mode)."""
-        if self._can_cache():
-            key = self._cache_key(ranks)
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1]
-            w = tt_to_dense(self._cores_at(ranks))[: self.rows, : self.cols]
-            self._cache = (key, w)
-            return w
-        return tt_to_dense(self._cores_at(ranks))[: self.rows, : self.cols]
+        """W (rows, cols) at the given per-bond ranks (cached per rank in eval mode)."""
+        if not self._can_cache():
+            return tt_to_dense(self._cores_at(ranks))[: self.rows, : self.cols]
+        key = self._cache_key(ranks)
+        hit = self._cache.get(ranks)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        w = tt_to_dense(self._cores_at(ranks))[: self.rows, : self.cols]
+        if len(self._cache) >= _CACHE_RANKS and ranks not in self._cache:
+            self._cache.pop(next(iter(self._cache)))  # oldest rank out
+        self._cache[ranks] = (key, w)
+        return w
 
     def cached(self, ranks: tuple[int, ...]) -> bool:
         """Whether W at these ranks is cached and current."""
-        return (
-            self._can_cache()
-            and self._cache is not None
-            and self._cache[0] == self._cache_key(ranks)
-        )
+        hit = self._cache.get(ranks)
+        return self._can_cache() and hit is not None and hit[0] == self._cache_key(ranks)
 
     # ------------------------------------------------------------------ FLOPs
     def path_flops(self, batch: int, rank: int | None = None) -> dict[str, int]:
