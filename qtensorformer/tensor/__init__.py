@@ -5,9 +5,9 @@ from .layers import NestedRankSampler, TTEmbedding, TTLinear, TTMatrix
 from .tt import (
     TTDecomposition,
     tt_dense_flops,
-    tt_einsum_flops,
     tt_num_params,
     tt_round,
+    tt_split_flops,
     tt_svd,
     tt_to_dense,
 )
@@ -24,9 +24,9 @@ __all__ = [
     "default_n_modes",
     "factorize",
     "tt_dense_flops",
-    "tt_einsum_flops",
     "tt_num_params",
     "tt_round",
+    "tt_split_flops",
     "tt_svd",
     "tt_to_dense",
 ]

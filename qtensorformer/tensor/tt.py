@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import torch
 
@@ -24,9 +23,9 @@ from .factorize import check_modes
 __all__ = [
     "TTDecomposition",
     "tt_dense_flops",
-    "tt_einsum_flops",
     "tt_num_params",
     "tt_round",
+    "tt_split_flops",
     "tt_svd",
     "tt_to_dense",
 ]
@@ -273,47 +272,19 @@ def tt_dense_flops(out_modes, in_modes, ranks, batch: int) -> int:
     return flops + 2 * batch * N * M
 
 
-def tt_einsum_flops(out_modes, in_modes, ranks, batch: int) -> int:
-    """FLOPs of the factorised path: the contraction of a ``(batch, d_in)`` input with the
-    cores in the order opt_einsum chooses (the order ``torch.einsum`` runs when opt_einsum is
-    installed). Falls back to the better of the two core-by-core sweeps without opt_einsum.
-    """
-    return _einsum_cost(tuple(out_modes), tuple(in_modes), tuple(ranks), int(batch))
-
-
-@lru_cache(maxsize=4096)
-def _einsum_cost(out_modes, in_modes, ranks, batch) -> int:
-    from .layers import _einsum_equation
-
-    K = len(out_modes)
-    r = (1, *ranks, 1)
-    shapes = [(batch, *in_modes)]
-    for k in range(K):
-        shape = [out_modes[k], in_modes[k]]
-        if k > 0:
-            shape.insert(0, r[k])
-        if k < K - 1:
-            shape.append(r[k + 1])
-        shapes.append(tuple(shape))
-    try:
-        import opt_einsum
-    except ImportError:  # pragma: no cover - opt_einsum is a dependency
-        return _sweep_cost(out_modes, in_modes, ranks, batch)
-    _, info = opt_einsum.contract_path(_einsum_equation(K), *shapes, shapes=True)
-    return int(info.opt_cost)
-
-
-def _sweep_cost(out_modes, in_modes, ranks, batch) -> int:
-    """FLOPs of contracting the input core by core, the cheaper of the two directions."""
+def tt_split_flops(out_modes, in_modes, ranks, batch: int) -> int:
+    """FLOPs of the factorised path of the TT layers on a ``(batch, d_in)`` input: merge cores
+    2..K into a block R (r_1, N', M'), then x·R (2·B·M·r_1·N') and G_1·(x·R) (2·B·m_1·r_1·N)."""
     r = (1, *ranks, 1)
     K = len(out_modes)
-
-    def cost(order):
-        total, done_out, left_in = 0, 1, math.prod(in_modes)
-        for k in order:
-            left_in //= in_modes[k]
-            total += 2 * batch * left_in * done_out * r[k] * out_modes[k] * in_modes[k] * r[k + 1]
-            done_out *= out_modes[k]
-        return total
-
-    return min(cost(range(K - 1, -1, -1)), cost(range(K)))
+    if K == 1:
+        return 2 * batch * out_modes[0] * in_modes[0]
+    build, N, M = 0, out_modes[1], in_modes[1]
+    for k in range(2, K):
+        build += 2 * r[1] * N * M * r[k] * out_modes[k] * in_modes[k] * r[k + 1]
+        N, M = N * out_modes[k], M * in_modes[k]
+    return (
+        build
+        + 2 * batch * in_modes[0] * M * r[1] * N
+        + 2 * batch * out_modes[0] * in_modes[0] * r[1] * N
+    )
