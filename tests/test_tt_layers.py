@@ -44,6 +44,17 @@ def test_factorised_path_on_skewed_and_single_modes():
         )
 
 
+def test_factorised_path_chunks_large_intermediates(monkeypatch):
+    from qtensorformer.tensor import layers
+
+    layer = make(64, 96, 5, None, None)
+    layer.path = "tt"
+    x = torch.randn(50, 64, dtype=F64)
+    whole = layer(x)
+    monkeypatch.setattr(layers, "_MAX_INTERMEDIATE", 1)  # one row per chunk
+    torch.testing.assert_close(layer(x), whole, atol=1e-12, rtol=0)
+
+
 def test_per_token_ranks_equal_token_by_token():
     layer = make(64, 96, 6, None, None)
     x = torch.randn(4, 9, 64, dtype=F64)

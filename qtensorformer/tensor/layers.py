@@ -36,6 +36,9 @@ PATHS = ("auto", "dense", "tt")
 #: ranks 2, 4, 8) the factorised path ran at 1/1.3 to 1/2.2 of the dense GEMM's FLOP rate.
 TT_FLOP_COST = 2.0
 
+#: Largest intermediate (elements) of the factorised path before the batch is chunked.
+_MAX_INTERMEDIATE = 1 << 25
+
 #: Materialised weights kept in eval mode, one per nested rank in use (per-token ranks).
 _CACHE_RANKS = 16
 
@@ -209,15 +212,22 @@ class TTMatrix(nn.Module):
         vs 0.49/1.31/2.12; 768→3072: 0.26/0.42/0.85 vs 0.58/1.26/3.37.
         """
         cores = self._cores_at(ranks)
-        B = x.shape[0]
         if len(cores) == 1:
             return x @ cores[0][0, :, :, 0].T
         n1, m1 = self.row_modes[0], self.col_modes[0]
         R = _right_block(cores[1:])  # (r_1, N', M')
         r1, Np, Mp = R.shape
-        T = x.reshape(B * m1, Mp) @ R.permute(2, 0, 1).reshape(Mp, r1 * Np)  # (B·m_1, r_1·N')
+        Rm = R.permute(2, 0, 1).reshape(Mp, r1 * Np)  # (M', r_1·N')
         G1 = cores[0][0].reshape(n1, m1 * r1)  # (n_1, m_1·r_1)
-        return torch.matmul(G1, T.reshape(B, m1 * r1, Np)).reshape(B, n1 * Np)
+        # T has m_1·r_1·N' entries per row: at high ranks that is far more than the output, so
+        # rows are processed in chunks that keep T under _MAX_INTERMEDIATE elements.
+        step = max(1, _MAX_INTERMEDIATE // (m1 * r1 * Np))
+        out = []
+        for xc in x.split(step):
+            b = xc.shape[0]
+            T = xc.reshape(b * m1, Mp) @ Rm  # (b·m_1, r_1·N')
+            out.append(torch.matmul(G1, T.reshape(b, m1 * r1, Np)).reshape(b, n1 * Np))
+        return out[0] if len(out) == 1 else torch.cat(out)
 
     def matvec(
         self,
