@@ -32,9 +32,11 @@ __all__ = ["NestedRankSampler", "TTEmbedding", "TTLinear", "TTMatrix"]
 PATHS = ("auto", "dense", "tt")
 
 #: Relative cost of one FLOP of the factorised contraction vs one FLOP of a dense GEMM: its
-#: GEMMs are skinnier. Measured on the 2-core dev VM (4096 tokens; 512→2048 and 768→3072 at
-#: ranks 2, 4, 8) the factorised path ran at 1/1.3 to 1/2.2 of the dense GEMM's FLOP rate.
-TT_FLOP_COST = 2.0
+#: GEMMs are skinnier. Measured on the 2-core dev VM (4096 tokens, benchmarks/bench_tt.py) the
+#: factorised path ran at 1/1.3 to 1/2.7 of the dense GEMM's FLOP rate on 512→2048 and
+#: 768→3072, and at 1/3.4 to 1/5 on 128→512 (ranks 2–3), where calls are short; 3 sends ranks
+#: whose factorised FLOPs are under a third of dense to the factorised path.
+TT_FLOP_COST = 3.0
 
 #: Largest intermediate (elements) of the factorised path before the batch is chunked.
 _MAX_INTERMEDIATE = 1 << 25
