@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import torch
 
-from ._checks import check_n_qubits, check_real, complex_dtype_for, n_qubits_of
+from ._checks import check_n_qubits, check_real, complex_dtype_for, n_qubits_of, real_dtype_for
 from .gates import apply_single_qubit, ring_permutation, rot_matrix, ry_matrix
 
 __all__ = [
@@ -52,9 +52,7 @@ def strong_ranges(n_layers: int, n_qubits: int) -> tuple[int, ...]:
     return tuple((k % (n_qubits - 1)) + 1 for k in range(n_layers))
 
 
-def entangler_pairs(
-    ansatz: str, layer: int, n_qubits: int, n_layers: int | None = None
-) -> tuple[tuple[int, int], ...]:
+def entangler_pairs(ansatz: str, layer: int, n_qubits: int) -> tuple[tuple[int, int], ...]:
     """(control, target) CNOT pairs of one layer, in application order.
 
     ``layer`` is the global layer index (it sets the CNOT range of the strong ansatz).
@@ -136,14 +134,12 @@ def ansatz_matrix(
     n_layers = weights.shape[0]
     gates = _layer_gates(weights, ansatz)  # (L, q, 2, 2)
     q = n_qubits
-    perms = [
-        ring_permutation(entangler_pairs(ansatz, first_layer + k, q), q) for k in range(n_layers)
-    ]
+    pairs = [entangler_pairs(ansatz, first_layer + k, q) for k in range(n_layers)]
 
     def permute(m: torch.Tensor, k: int) -> torch.Tensor:
-        if not entangler_pairs(ansatz, first_layer + k, q):
+        if not pairs[k]:
             return m
-        return m[..., _index_tensor(perms[k], m.device)]
+        return m[..., _index_tensor(ring_permutation(pairs[k], q), m.device)]
 
     if q <= _MATMUL_COMBINE_MAX_QUBITS or n_layers == 1:
         layers = _kron_rows(gates)  # (L, D, D)
@@ -178,12 +174,7 @@ def apply_ansatz(
     """
     q = n_qubits_of(states)
     _check_weights(weights, ansatz, q)
-    R = ansatz_matrix(
-        weights.to(states.real.dtype if states.is_complex() else states.dtype),
-        q,
-        ansatz,
-        first_layer,
-    )
+    R = ansatz_matrix(weights.to(real_dtype_for(states.dtype)), q, ansatz, first_layer)
     if R.is_complex() and not states.is_complex():
         D = 1 << q
         R_ri = torch.view_as_real(R).reshape(D, 2 * D)  # (D, D, 2) -> (D, 2D)

@@ -192,14 +192,8 @@ class QuantumFeatureEncoder(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: EncoderConfig) -> QuantumFeatureEncoder:
-        d = cfg.to_dict()
-        return cls(
-            d.pop("d_in"),
-            **{k: d[k] for k in ("n_qubits", "n_layers", "ansatz", "backend")},
-            **{
-                k: v for k, v in d.items() if k not in ("n_qubits", "n_layers", "ansatz", "backend")
-            },
-        )
+        """Build an encoder from a config (its fields are the constructor's arguments)."""
+        return cls(**cfg.to_dict())
 
     def angles(self, x: torch.Tensor) -> torch.Tensor:
         """Encoding angles ``(..., q)`` of features ``x`` ``(..., d_in)``."""

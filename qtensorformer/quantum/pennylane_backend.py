@@ -35,7 +35,7 @@ def _encode(qml, x, n_qubits: int, scheme: str) -> None:
             qml.RZ(phi[..., i], wires=i)
 
 
-def _layers(qml, weights, n_qubits: int, ansatz: str, first: int = 0, ranges=None) -> None:
+def _layers(qml, weights, n_qubits: int, ansatz: str, ranges=None) -> None:
     wires = list(range(n_qubits))
     if ansatz == "strong":
         qml.StronglyEntanglingLayers(weights, wires=wires, ranges=ranges)

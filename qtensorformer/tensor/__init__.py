@@ -4,6 +4,7 @@ from .factorize import Modes, balanced_factors, check_modes, default_n_modes, fa
 from .layers import NestedRankSampler, TTEmbedding, TTLinear, TTMatrix
 from .tt import (
     TTDecomposition,
+    tt_build_flops,
     tt_dense_flops,
     tt_num_params,
     tt_round,
@@ -23,6 +24,7 @@ __all__ = [
     "check_modes",
     "default_n_modes",
     "factorize",
+    "tt_build_flops",
     "tt_dense_flops",
     "tt_num_params",
     "tt_round",

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .factorize import check_modes, default_n_modes, factorize
-from .tt import _full_ranks, tt_dense_flops, tt_num_params, tt_split_flops, tt_svd, tt_to_dense
+from .tt import _full_ranks, tt_build_flops, tt_num_params, tt_split_flops, tt_svd, tt_to_dense
 
 __all__ = ["NestedRankSampler", "TTEmbedding", "TTLinear", "TTMatrix"]
 
@@ -43,6 +43,17 @@ _MAX_INTERMEDIATE = 1 << 25
 
 #: Materialised weights kept in eval mode, one per nested rank in use (per-token ranks).
 _CACHE_RANKS = 16
+
+
+def _n_modes(dims, row_modes, col_modes, n_modes) -> int:
+    """Mode count: given, else that of the given modes, else the default for the dims."""
+    if n_modes is not None:
+        return n_modes
+    if row_modes:
+        return len(row_modes)
+    if col_modes:
+        return len(col_modes)
+    return default_n_modes(*dims)
 
 
 def _resolve_modes(dim, modes, n_modes, name):
@@ -73,14 +84,7 @@ class TTMatrix(nn.Module):
         for name, v in (("rows", rows), ("cols", cols)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if n_modes is None:
-            n_modes = (
-                len(row_modes)
-                if row_modes is not None
-                else len(col_modes)
-                if col_modes is not None
-                else default_n_modes(rows, cols)
-            )
+        n_modes = _n_modes((rows, cols), row_modes, col_modes, n_modes)
         self.rows, self.cols = rows, cols
         self.row_modes = _resolve_modes(rows, row_modes, n_modes, "out_modes")
         self.col_modes = _resolve_modes(cols, col_modes, n_modes, "in_modes")
@@ -156,15 +160,19 @@ class TTMatrix(nn.Module):
         # load_state_dict's copy_), and id() changes if a Parameter is replaced.
         return (ranks, *((id(c), c._version, c.dtype, c.device) for c in self.cores))
 
+    def _materialise(self, ranks: tuple[int, ...]) -> torch.Tensor:
+        """W (rows, cols) at per-bond ``ranks``, built from the cores (padding dropped)."""
+        return tt_to_dense(self._cores_at(ranks))[: self.rows, : self.cols]
+
     def weight_at(self, ranks: tuple[int, ...]) -> torch.Tensor:
         """W (rows, cols) at the given per-bond ranks (cached per rank in eval mode)."""
         if not self._can_cache():
-            return tt_to_dense(self._cores_at(ranks))[: self.rows, : self.cols]
+            return self._materialise(ranks)
         key = self._cache_key(ranks)
         hit = self._cache.get(ranks)
         if hit is not None and hit[0] == key:
             return hit[1]
-        w = tt_to_dense(self._cores_at(ranks))[: self.rows, : self.cols]
+        w = self._materialise(ranks)
         if len(self._cache) >= _CACHE_RANKS and ranks not in self._cache:
             self._cache.pop(next(iter(self._cache)))  # oldest rank out
         self._cache[ranks] = (key, w)
@@ -184,12 +192,9 @@ class TTMatrix(nn.Module):
         """
         ranks = self.ranks_at(rank)
         gemm = 2 * batch * self.rows * self.cols
-        if self._can_cache():
-            dense = gemm
-        else:
-            padded_gemm = 2 * batch * math.prod(self.row_modes) * math.prod(self.col_modes)
-            build = tt_dense_flops(self.row_modes, self.col_modes, ranks, batch) - padded_gemm
-            dense = build + gemm
+        dense = gemm
+        if not self._can_cache():
+            dense += tt_build_flops(self.row_modes, self.col_modes, ranks)
         tt = tt_split_flops(self.row_modes, self.col_modes, ranks, batch)
         return {"dense": dense, "tt": tt}
 
@@ -347,13 +352,7 @@ class TTLinear(TTMatrix):
         none = exact). The returned layer's stored ranks are the decomposition's ranks."""
         W = linear.weight.detach()
         d_out, d_in = W.shape
-        k = n_modes or (
-            len(in_modes)
-            if in_modes
-            else len(out_modes)
-            if out_modes
-            else default_n_modes(d_in, d_out)
-        )
+        k = _n_modes((d_in, d_out), out_modes, in_modes, n_modes)
         im = _resolve_modes(d_in, in_modes, k, "in_modes")
         om = _resolve_modes(d_out, out_modes, k, "out_modes")
         Wp = F.pad(W.double(), (0, math.prod(im) - d_in, 0, math.prod(om) - d_out))
@@ -370,7 +369,7 @@ class TTLinear(TTMatrix):
 
     def to_dense(self, rank: int | None = None) -> torch.Tensor:
         """The weight (out_features, in_features) at nested rank ``rank``."""
-        return tt_to_dense(self._cores_at(self.ranks_at(rank)))[: self.rows, : self.cols]
+        return self._materialise(self.ranks_at(rank))
 
     def forward(self, x: torch.Tensor, rank: int | torch.Tensor | None = None) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
@@ -471,7 +470,7 @@ class TTEmbedding(TTMatrix):
 
     def weight(self, rank: int | None = None) -> torch.Tensor:
         """The full table (num_embeddings, embedding_dim) (materialised; for inspection)."""
-        return tt_to_dense(self._cores_at(self.ranks_at(rank)))[: self.rows, : self.cols]
+        return self._materialise(self.ranks_at(rank))
 
 
 class NestedRankSampler:

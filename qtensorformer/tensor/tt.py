@@ -22,6 +22,7 @@ from .factorize import check_modes
 
 __all__ = [
     "TTDecomposition",
+    "tt_build_flops",
     "tt_dense_flops",
     "tt_num_params",
     "tt_round",
@@ -262,14 +263,20 @@ def tt_round(
     return TTDecomposition(cores, out_modes, in_modes, svals, bound)
 
 
-def tt_dense_flops(out_modes, in_modes, ranks, batch: int) -> int:
-    """FLOPs of materialise-then-GEMM: building W left to right plus 2·B·d_in·d_out."""
+def tt_build_flops(out_modes, in_modes, ranks) -> int:
+    """FLOPs of building W from the cores, left to right (as :func:`tt_to_dense` does)."""
     r = (1, *ranks, 1)
     flops, N, M = 0, out_modes[0], in_modes[0]
     for k in range(1, len(out_modes)):
         flops += 2 * N * M * r[k] * out_modes[k] * in_modes[k] * r[k + 1]
         N, M = N * out_modes[k], M * in_modes[k]
-    return flops + 2 * batch * N * M
+    return flops
+
+
+def tt_dense_flops(out_modes, in_modes, ranks, batch: int) -> int:
+    """FLOPs of materialise-then-GEMM: building W plus 2·B·d_in·d_out (padded dims)."""
+    gemm = 2 * batch * math.prod(out_modes) * math.prod(in_modes)
+    return tt_build_flops(out_modes, in_modes, ranks) + gemm
 
 
 def tt_split_flops(out_modes, in_modes, ranks, batch: int) -> int:
