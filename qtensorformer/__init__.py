@@ -2,12 +2,27 @@
 
 Example:
     >>> import torch
-    >>> from qtensorformer.quantum import QuantumFeatureEncoder
-    >>> enc = QuantumFeatureEncoder(d_in=8, n_qubits=4)
-    >>> feats, entropy = enc(torch.randn(3, 8))
+    >>> from qtensorformer import ModelConfig, QTensorFormer
+    >>> model = QTensorFormer(ModelConfig(vocab_size=100, d_model=32, n_layers=1, n_heads=2))
+    >>> logits, loss, stats = model(torch.randint(0, 100, (1, 8)))
+    >>> logits.shape, loss is None
+    (torch.Size([1, 8, 100]), True)
 """
 
 from ._version import __version__
+from .config import PRESETS, ModelConfig, count_parameters
+from .model import QTensorFormer
+from .nn import ForwardStats, LayerStats, distill_to_kan
 from .quantum import QuantumFeatureEncoder
 
-__all__ = ["QuantumFeatureEncoder", "__version__"]
+__all__ = [
+    "PRESETS",
+    "ForwardStats",
+    "LayerStats",
+    "ModelConfig",
+    "QTensorFormer",
+    "QuantumFeatureEncoder",
+    "__version__",
+    "count_parameters",
+    "distill_to_kan",
+]

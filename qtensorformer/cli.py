@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -130,6 +131,72 @@ def demo(
     r.add_row("circuits / s (forward + backward)", f"{steps * x.shape[0] / dt:,.0f}")
     console.print(r)
     console.print("[dim]Placeholder demo: the language-model comparison arrives with the model.[/]")
+
+
+@app.command()
+def params(
+    preset: Annotated[
+        list[str] | None,
+        typer.Option("--preset", "-p", help="Preset(s) to show (default: all of them)."),
+    ] = None,
+    vocab_size: int = typer.Option(10000, help="Vocabulary size."),
+    tt_rank: int = typer.Option(8, help="TT rank of the compressed models."),
+    per_component: bool = typer.Option(False, help="Also print the per-component table."),
+) -> None:
+    """Parameter counts of every preset, dense and compressed (TT embedding, attention and
+    FFN, quantum encoder), counted on the built model and by formula from the config."""
+    import torch
+
+    from .config import PRESETS, ModelConfig, count_parameters
+    from .model import QTensorFormer
+
+    names = preset or list(PRESETS)
+    for n in names:
+        if n not in PRESETS:
+            raise typer.BadParameter(f"unknown preset {n!r}; choose from {sorted(PRESETS)}")
+    t = Table(
+        title=f"Parameters (vocab_size={vocab_size:,}, TT rank {tt_rank})",
+        caption="compressed = the default ModelConfig: TT embedding, attention and FFN at the "
+        "TT rank, quantum encoder on; built = counted on the model, formula = "
+        "count_parameters(config)",
+    )
+    for col in ("preset", "d / layers", "model", "built", "formula", "dense / this"):
+        t.add_column(col, justify="left" if col in ("preset", "model") else "right")
+    details = []
+    for n in names:
+        dense_cfg = ModelConfig.dense(n, vocab_size=vocab_size)
+        for label, cfg in (
+            ("dense", dense_cfg),
+            ("compressed", ModelConfig.preset(n, vocab_size=vocab_size, tt_rank=tt_rank)),
+        ):
+            with torch.device("meta"):  # count without allocating weights
+                model = QTensorFormer(cfg)
+            built = model.parameter_table()
+            formula = count_parameters(cfg)
+            if built != formula:
+                raise RuntimeError(
+                    f"parameter count mismatch for {n}/{label}: {built} vs {formula}"
+                )
+            ratio = count_parameters(dense_cfg)["total"] / built["total"]
+            t.add_row(
+                n,
+                f"{cfg.d_model} / {cfg.n_layers}",
+                label,
+                f"{built['total']:,}",
+                f"{formula['total']:,}",
+                f"{ratio:.2f}×",
+            )
+            details.append((n, label, built))
+    console.print(t)
+    if per_component:
+        keys = list(details[0][2])
+        d = Table(title="Parameters per component (D = dense, C = compressed)")
+        d.add_column("component")
+        for n, label, _ in details:
+            d.add_column(f"{n}/{label[0].upper()}", justify="right")
+        for k in keys:
+            d.add_row(k, *(f"{built[k]:,}" for _, _, built in details))
+        console.print(d)
 
 
 def main() -> None:

@@ -29,3 +29,17 @@ def test_demo_runs_and_fits():
 def test_info_runs():
     r = runner.invoke(app, ["info"])
     assert r.exit_code == 0 and "torch" in r.output
+
+
+def test_params_prints_every_preset_checked_against_the_formula():
+    from qtensorformer import PRESETS, ModelConfig, count_parameters
+
+    r = runner.invoke(app, ["params", "--per-component"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    for name in PRESETS:
+        dense = count_parameters(ModelConfig.dense(name, vocab_size=10000))["total"]
+        comp = count_parameters(ModelConfig.preset(name, vocab_size=10000, tt_rank=8))["total"]
+        assert f"{dense:,}" in r.output and f"{comp:,}" in r.output
+    assert "Parameters per component" in r.output
+    r = runner.invoke(app, ["params", "--preset", "huge"])
+    assert r.exit_code != 0 and "unknown preset" in r.output

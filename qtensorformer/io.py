@@ -1,0 +1,158 @@
+"""Saving and loading models: ``config.json`` + ``model.safetensors``, written atomically.
+
+A directory is accepted only if its ``config.json`` says ``"format": "qtensorformer"`` and the
+safetensors file carries the same format in its metadata; anything else (a Hugging Face
+checkpoint, a truncated file, a state dict of another architecture) is refused with an error
+that says what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ._version import __version__
+from .config import ModelConfig
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "atomic_write",
+    "load_model",
+    "save_model",
+]
+
+FORMAT = "qtensorformer"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A model directory or file that cannot be loaded (foreign, corrupt or mismatched)."""
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Write ``path`` through ``write(tmp_path)`` on a temporary file in the same directory,
+    then rename it into place: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_model(model, directory: str | Path) -> Path:
+    """Save ``model`` (a :class:`~qtensorformer.QTensorFormer`) to ``directory``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "config": model.config.to_dict(),
+    }
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(
+        directory / WEIGHTS_NAME,
+        lambda p: save_file(
+            state, str(p), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)}
+        ),
+    )
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(text))
+    return directory
+
+
+def read_config(directory: str | Path) -> ModelConfig:
+    """The :class:`ModelConfig` of a saved model directory (validated)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no model directory at {directory}")
+    cfg_path = directory / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise CheckpointError(
+            f"{directory} has no {CONFIG_NAME}: not a model saved by QTensorFormer.save_pretrained"
+        )
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_path} is corrupt (not valid JSON: {e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        hint = ""
+        if isinstance(meta, dict) and "model_type" in meta:
+            hint = (
+                f" It looks like a Hugging Face checkpoint (model_type={meta['model_type']!r}); "
+                "load it with transformers, or compress it with `qtf compress`."
+            )
+        raise CheckpointError(f"{cfg_path} is not a qtensorformer config.{hint}")
+    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{cfg_path} has format_version {meta.get('format_version')}, newer than this "
+            f"library ({__version__}) reads; upgrade qtensorformer"
+        )
+    try:
+        return ModelConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{cfg_path} holds an invalid model config: {e}") from e
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Tensors of a qtensorformer safetensors file (format checked)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"missing weights file {path}")
+    try:
+        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise CheckpointError(
+                    f"{path} is a safetensors file but not a qtensorformer one "
+                    f"(metadata format={meta.get('format')!r})"
+                )
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as e:
+        raise CheckpointError(f"{path} is corrupt or not a safetensors file ({e})") from e
+
+
+def load_model(directory: str | Path, map_location: str | torch.device = "cpu"):
+    """Load a model saved by :func:`save_model`."""
+    from .model import QTensorFormer
+
+    directory = Path(directory)
+    config = read_config(directory)
+    state = load_state(directory / WEIGHTS_NAME, map_location)
+    with torch.device("meta"):
+        model = QTensorFormer(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{directory / WEIGHTS_NAME} does not match its config: missing "
+            f"{missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected "
+            f"{unexpected[:5]}{'…' if len(unexpected) > 5 else ''}"
+        )
+    bad = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if state[k].shape != v.shape
+    ]
+    if bad:
+        raise CheckpointError(f"tensor shapes do not match the config: {bad[:5]}")
+    model.load_state_dict(state, assign=True)
+    return model.to(map_location)

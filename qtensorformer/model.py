@@ -1,0 +1,263 @@
+"""QTensorFormer: the language model. The dense baseline is the same class with every pillar off.
+
+Index legend: b batch, n sequence, d model width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig, fit_rank_to_budget
+from .nn.block import QTensorFormerBlock
+from .nn.stats import ForwardStats
+from .tensor.layers import TTEmbedding, TTLinear, TTMatrix
+
+__all__ = ["QTensorFormer"]
+
+
+def _tt_lookup_flops(emb: TTEmbedding, tokens: int) -> int:
+    """FLOPs of looking up ``tokens`` rows of a TT embedding (one small product per core)."""
+    r = (1, *emb.max_ranks, 1)
+    flops, width = 0, emb.col_modes[0]
+    for k in range(1, len(emb.col_modes)):
+        flops += 2 * tokens * width * r[k] * emb.col_modes[k] * r[k + 1]
+        width *= emb.col_modes[k]
+    return flops
+
+
+class QTensorFormer(nn.Module):
+    """Causal language model whose heavy matrices are tensor trains, whose tokens get features
+    from simulated quantum circuits, whose hard tokens can take a quantum-kernel attention path
+    and whose TT-FFN ranks can follow a per-token entanglement score.
+
+    ``forward(input_ids, labels=None) -> (logits, loss, stats)``: ``labels`` are the input ids
+    themselves (or with -100 where ignored); the model shifts them, as Hugging Face causal LMs
+    do. ``loss`` = LM cross-entropy + the weighted auxiliary losses (None without labels);
+    ``stats`` is a :class:`~qtensorformer.nn.ForwardStats`.
+
+    Example:
+        >>> import torch
+        >>> from qtensorformer import ModelConfig, QTensorFormer
+        >>> config = ModelConfig(vocab_size=100, hidden_dim=32, n_layers=2, n_heads=2,
+        ...                      tt_rank=4, n_qubits=4, use_quantum_attention=True,
+        ...                      use_adaptive_rank=True)
+        >>> model = QTensorFormer(config)
+        >>> ids = torch.randint(0, 100, (2, 12))
+        >>> logits, loss, stats = model(ids, labels=ids)
+        >>> logits.shape, len(stats.layers), stats.circuits > 0
+        (torch.Size([2, 12, 100]), 2, True)
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"QTensorFormer needs a ModelConfig, got {type(config).__name__}")
+        config = fit_rank_to_budget(config)
+        self.config = config
+        d, V = config.d_model, config.vocab_size
+        if config.use_tt_embedding:
+            self.embed: nn.Module = TTEmbedding(V, d, config.emb_rank)
+        else:
+            self.embed = nn.Embedding(V, d)
+        self.pos = nn.Embedding(config.max_seq_len, d)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(QTensorFormerBlock(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ init
+    def reset_parameters(self) -> None:
+        """Embeddings and attention/FFN weights N(0, init_std²) (TT: the reconstructed W has
+        that variance), biases zero; LayerNorms, circuits and activations keep their own."""
+        std = self.config.init_std
+        with torch.no_grad():
+            for name, m in self.named_modules():
+                if isinstance(m, TTMatrix):
+                    m.reset_cores(std)
+                    if getattr(m, "bias", None) is not None:
+                        m.bias.zero_()
+                elif isinstance(m, nn.Embedding):
+                    m.weight.normal_(0.0, std)
+                elif isinstance(m, nn.Linear) and (".attn." in name or ".ffn." in name):
+                    m.weight.normal_(0.0, std)
+                    if m.bias is not None:
+                        m.bias.zero_()
+
+    # ------------------------------------------------------------------ checks
+    def _check_ids(self, ids: torch.Tensor, name: str = "input_ids") -> None:
+        c = self.config
+        if not isinstance(ids, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
+        if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise ValueError(f"{name} must be an integer tensor of token ids, got {ids.dtype}")
+        if ids.ndim != 2:
+            raise ValueError(
+                f"{name} must have shape (batch, seq_len), got {tuple(ids.shape)}; "
+                "use ids.unsqueeze(0) for a single sequence"
+            )
+        if ids.shape[1] > c.max_seq_len:
+            raise ValueError(
+                f"sequence length {ids.shape[1]} exceeds max_seq_len={c.max_seq_len}; "
+                "crop the input or build the model with a larger max_seq_len"
+            )
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= c.vocab_size):
+            raise ValueError(
+                f"token ids must lie in [0, {c.vocab_size}) (vocab_size), got range "
+                f"[{int(ids.min())}, {int(ids.max())}]; is the tokenizer's vocabulary larger "
+                "than the model's?"
+            )
+
+    # ------------------------------------------------------------------ forward
+    def logits_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        """Tied LM head: (…, d) → (…, V)."""
+        if isinstance(self.embed, TTEmbedding):
+            return self.embed.project(h)
+        return F.linear(h, self.embed.weight)
+
+    def forward(
+        self, input_ids: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, ForwardStats]:
+        self._check_ids(input_ids)
+        b, n = input_ids.shape
+        T = b * n
+        c = self.config
+        if labels is not None and labels.shape != input_ids.shape:
+            raise ValueError(
+                f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got "
+                f"{tuple(labels.shape)}"
+            )
+        ids = input_ids.long()
+        x = self.embed(ids) + self.pos(torch.arange(n, device=ids.device))
+        x = self.drop(x)
+        stats = ForwardStats(tokens=T)
+        flops = {"embedding": _tt_lookup_flops(self.embed, T) if c.use_tt_embedding else 0}
+        aux_sum: dict[str, list[torch.Tensor]] = {}
+        for blk in self.blocks:
+            x, ls, aux = blk(x)
+            stats.layers.append(ls)
+            for k, v in ls.flops.items():
+                flops[k] = flops.get(k, 0) + v
+            for k, v in aux.items():
+                aux_sum.setdefault(k, []).append(v)
+        x = self.ln_f(x)
+        logits = self.logits_from_hidden(x)
+        if isinstance(self.embed, TTEmbedding):
+            from .nn._flops import linear_flops
+
+            flops["lm_head"] = linear_flops(self.embed, T)
+        else:
+            flops["lm_head"] = 2 * T * c.d_model * c.vocab_size
+        stats.flops = flops
+        weights = {"route": c.route_loss_weight, "rank_cost": c.rank_cost_weight}
+        stats.aux_losses = {k: weights[k] * torch.stack(v).mean() for k, v in aux_sum.items()}
+        loss = None
+        if labels is not None:
+            lm = F.cross_entropy(
+                logits[:, :-1].reshape(-1, c.vocab_size).float(),
+                labels[:, 1:].reshape(-1).long(),
+                ignore_index=-100,
+            )
+            stats.lm_loss = lm.detach()
+            loss = lm + sum(stats.aux_losses.values()) if stats.aux_losses else lm
+        return logits, loss, stats
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int = 50,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Sample ``max_new_tokens`` tokens after ``input_ids`` (b, n) → (b, n + new).
+
+        ``temperature=0`` is greedy; ``top_k`` keeps the k most likely tokens. The context is
+        cropped to the last ``max_seq_len`` tokens. Runs in eval mode (restored afterwards).
+        """
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        self._check_ids(input_ids[:, -self.config.max_seq_len :])
+        was_training = self.training
+        self.eval()
+        ids = input_ids.long()
+        try:
+            for _ in range(max_new_tokens):
+                ctx = ids[:, -self.config.max_seq_len :]
+                logits = self(ctx)[0][:, -1].float()  # (b, V)
+                if temperature == 0:
+                    nxt = logits.argmax(-1, keepdim=True)
+                else:
+                    logits = logits / temperature
+                    if top_k is not None and top_k < logits.shape[-1]:
+                        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+                        logits = logits.masked_fill(logits < kth, float("-inf"))
+                    probs = torch.softmax(logits, -1)
+                    nxt = torch.multinomial(probs, 1, generator=generator)
+                ids = torch.cat([ids, nxt], 1)
+        finally:
+            self.train(was_training)
+        return ids
+
+    # ------------------------------------------------------------------ parameters
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Parameters stored (the tied LM head counts once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def _components(self) -> Iterator[tuple[str, nn.Module | None]]:
+        yield "embedding", self.embed
+        yield "positions", self.pos
+        for i, blk in enumerate(self.blocks):
+            yield f"blocks.{i}.encoder", nn.ModuleList([m for m in (blk.encoder, blk.ln_q) if m])
+            qk = blk.attn.quantum
+            yield f"blocks.{i}.attention", nn.ModuleList([blk.attn.qkv, blk.attn.out])
+            yield f"blocks.{i}.kernel_attention", qk
+            yield f"blocks.{i}.router", blk.attn.router
+            yield f"blocks.{i}.rank_scheduler", blk.rank
+            yield f"blocks.{i}.ffn", nn.ModuleList([blk.ffn.w1, blk.ffn.w2])
+            yield f"blocks.{i}.activation", blk.ffn.act
+            yield f"blocks.{i}.norms", nn.ModuleList([blk.ln1, blk.ln2])
+        yield "final_norm", self.ln_f
+
+    def parameter_table(self, per_layer: bool = False) -> dict[str, int]:
+        """Parameters per component (``per_layer=False`` sums the blocks: the keys of
+        :func:`~qtensorformer.config.count_parameters`), plus ``total``."""
+        out: dict[str, int] = {}
+        for name, m in self._components():
+            n = sum(p.numel() for p in m.parameters()) if m is not None else 0
+            key = name if per_layer else name.split(".")[-1]
+            if key == "final_norm" and not per_layer:
+                key = "norms"
+            out[key] = out.get(key, 0) + n
+        out["total"] = sum(out.values())
+        return out
+
+    def tt_layers(self) -> dict[str, TTMatrix]:
+        """Every tensor-train layer by module name."""
+        return {n: m for n, m in self.named_modules() if isinstance(m, (TTLinear, TTEmbedding))}
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``directory`` (atomically)."""
+        from .io import save_model
+
+        return save_model(self, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, map_location: str | torch.device = "cpu"
+    ) -> QTensorFormer:
+        """Load a model saved by :meth:`save_pretrained`; refuses foreign or corrupt files."""
+        from .io import load_model
+
+        return load_model(directory, map_location)

@@ -1,0 +1,185 @@
+"""Causal self-attention with classical, quantum-kernel, or routed (mixed) score paths.
+
+Index legend: b batch, n sequence, h heads, e head width, d = h·e model width, R gathered rows.
+
+* no quantum path: softmax(q kᵀ/√e) (torch's fused SDPA unless the attention entropy is
+  needed, then an explicit softmax);
+* quantum path without a router: every query uses :class:`QuantumKernelAttention`;
+* with a :class:`SelectiveQuantumRouter`: routed query rows are *gathered* (per sequence, padded
+  to the longest set) and only they run the quantum path; the other rows run softmax
+  attention; outputs are scattered back. With ``entropy_source="attention"`` the routing score
+  is the entropy of each row's softmax distribution, so the softmax runs for every row first
+  and the routed rows are then replaced.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..tensor.layers import TTLinear
+from ._flops import linear_flops
+from .kernel_attention import QuantumKernelAttention
+from .router import RouterOutput, SelectiveQuantumRouter
+
+__all__ = ["AttentionOutput", "CausalSelfAttention"]
+
+#: FLOPs per score of the softmax (max, subtract, exp, sum, divide).
+SOFTMAX_FLOPS = 5
+
+
+class AttentionOutput(NamedTuple):
+    """``y`` (b, n, d); ``entropy`` (b, n) mean-over-heads entropy of the softmax rows (nats;
+    only when requested); ``route``: the router's decision (None without a router)."""
+
+    y: torch.Tensor
+    entropy: torch.Tensor | None
+    route: RouterOutput | None
+
+
+def _gather_rows(sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the True entries of ``sel`` (b, n), per row, padded: idx (b, R), valid."""
+    counts = sel.sum(1)
+    R = int(counts.max()) if sel.numel() else 0
+    order = torch.argsort((~sel).to(torch.int8), dim=1, stable=True)  # selected first, in order
+    idx = order[:, :R]
+    valid = torch.arange(R, device=sel.device)[None] < counts[:, None]
+    return idx, valid
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention; see the module docstring for the paths.
+
+    ``forward(x, hardness=None, need_entropy=False)`` → :class:`AttentionOutput`. ``hardness``
+    (b, n) in [0, 1] feeds the router (quantum-score routing); without it a router routes on
+    the attention entropy normalised by log(number of keys). ``last_flops`` and
+    ``last_circuits`` record the last call's cost.
+
+    Example:
+        >>> import torch
+        >>> att = CausalSelfAttention(32, 4)
+        >>> att(torch.randn(2, 6, 32)).y.shape
+        torch.Size([2, 6, 32])
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        tt_rank: int | None = None,
+        quantum: QuantumKernelAttention | None = None,
+        router: SelectiveQuantumRouter | None = None,
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        if router is not None and quantum is None:
+            raise ValueError("a router needs the quantum-kernel path to route to")
+        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        if tt_rank is None:
+            self.qkv: nn.Module = nn.Linear(d_model, 3 * d_model)
+            self.out: nn.Module = nn.Linear(d_model, d_model)
+        else:
+            self.qkv = TTLinear(d_model, 3 * d_model, tt_rank)
+            self.out = TTLinear(d_model, d_model, tt_rank)
+        self.quantum = quantum
+        self.router = router
+        self.last_flops = 0
+        self.last_circuits = 0
+
+    def _softmax_full(self, q, k, v):
+        """Explicit causal softmax attention for all rows: output (b,h,n,e), probs (b,h,n,n)."""
+        n = q.shape[2]
+        causal = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+        scores = (q @ k.mT) * (1.0 / math.sqrt(self.head_dim))
+        p = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1)
+        return p @ v, p
+
+    def forward(
+        self, x: torch.Tensor, hardness: torch.Tensor | None = None, need_entropy: bool = False
+    ) -> AttentionOutput:
+        b, n, d = x.shape
+        h, e = self.n_heads, self.head_dim
+        T = b * n
+        q, k, v = self.qkv(x).view(b, n, 3, h, e).permute(2, 0, 3, 1, 4)  # 3 × (b, h, n, e)
+        flops = linear_flops(self.qkv, T) + linear_flops(self.out, T)
+        score_flops = (4 * e + SOFTMAX_FLOPS) * b * h  # per (query row, key) pair
+        circuits = 0
+        entropy = route = None
+        pos = torch.arange(n, device=x.device)
+        want_entropy = need_entropy or (self.router is not None and hardness is None)
+
+        if want_entropy or (self.quantum is None):
+            if want_entropy:
+                yc, p = self._softmax_full(q, k, v)
+                ent = -(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum(-1)
+                entropy = ent.mean(1)  # (b, n)
+            else:
+                yc = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            flops += score_flops * n * n
+            y = yc.transpose(1, 2).reshape(T, d)  # (b·n, d)
+            if self.router is not None:
+                if hardness is None:
+                    hardness = entropy / torch.log(pos + 1.0).clamp_min(1e-12)
+                route = self.router(hardness)
+                qrows, qvalid = _gather_rows(route.routed)
+                if qrows.shape[1]:
+                    yq, fq, cq = self._quantum_rows(q, k, v, qrows)
+                    flops, circuits = flops + fq, circuits + cq
+                    y = y * (1 - route.gate).reshape(T, 1)
+                    flat = (torch.arange(b, device=x.device)[:, None] * n + qrows)[qvalid]
+                    gq = route.gate.gather(1, qrows)[qvalid][:, None]
+                    y = y.index_copy(0, flat, yq[qvalid] * gq)
+            elif self.quantum is not None:  # entropy requested, every row on the quantum path
+                causal = (pos[None, :] <= pos[:, None])[None, None]
+                yq = self.quantum(q, k, v, causal)
+                flops, circuits = flops + self.quantum.last_flops, self.quantum.last_circuits
+                y = yq.transpose(1, 2).reshape(T, d)
+        elif self.router is None:  # every row on the quantum path
+            causal = (pos[None, :] <= pos[:, None])[None, None]
+            yq = self.quantum(q, k, v, causal)
+            flops, circuits = flops + self.quantum.last_flops, self.quantum.last_circuits
+            y = yq.transpose(1, 2).reshape(T, d)
+        else:  # routed by an external score: gather each set, run its path only
+            route = self.router(hardness)
+            parts_idx, parts_val = [], []
+            arange_b = torch.arange(b, device=x.device)[:, None]
+            qrows, qvalid = _gather_rows(route.routed)
+            if qrows.shape[1]:
+                yq, fq, cq = self._quantum_rows(q, k, v, qrows)
+                flops, circuits = flops + fq, circuits + cq
+                gq = route.gate.gather(1, qrows)[qvalid][:, None]
+                parts_idx.append((arange_b * n + qrows)[qvalid])
+                parts_val.append(yq[qvalid] * gq)
+            crows, cvalid = _gather_rows(~route.routed)
+            if crows.shape[1]:
+                R = crows.shape[1]
+                qc = q.gather(2, crows[:, None, :, None].expand(b, h, R, e))
+                allowed = (pos[None, None, :] <= crows[:, :, None])[:, None]  # (b, 1, R, n)
+                yc = F.scaled_dot_product_attention(qc, k, v, attn_mask=allowed)
+                flops += score_flops * R * n
+                gc = (1 - route.gate).gather(1, crows)[cvalid][:, None]
+                parts_idx.append((arange_b * n + crows)[cvalid])
+                parts_val.append(yc.transpose(1, 2).reshape(b, R, d)[cvalid] * gc)
+            vals = torch.cat(parts_val)
+            y = vals.new_zeros(T, d).index_copy(0, torch.cat(parts_idx), vals)
+        self.last_flops, self.last_circuits = flops, circuits
+        return AttentionOutput(self.out(y.view(b, n, d)), entropy, route)
+
+    def _quantum_rows(self, q, k, v, rows):
+        """Quantum-kernel outputs (b, R, d) for gathered query positions ``rows`` (b, R)."""
+        b, h, n, e = q.shape
+        R = rows.shape[1]
+        qg = q.gather(2, rows[:, None, :, None].expand(b, h, R, e))  # (b, h, R, e)
+        pos = torch.arange(n, device=q.device)
+        allowed = (pos[None, None, :] <= rows[:, :, None])[:, None]  # (b, 1, R, n)
+        yq = self.quantum(qg, k, v, allowed)  # (b, h, R, e)
+        return (
+            yq.transpose(1, 2).reshape(b, R, h * e),
+            self.quantum.last_flops,
+            self.quantum.last_circuits,
+        )

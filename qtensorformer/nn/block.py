@@ -1,0 +1,132 @@
+"""One Q-TensorFormer block (pre-LayerNorm, residual):
+
+    [x += QuantumFeatureEncoder(LN_q(x))  → score S_t]        (use_quantum_encoder)
+    x += Attention(LN_1(x); router on S_t / S_max)            (quantum path: use_quantum_attention)
+    x += FFN(LN_2(x); rank r_t = RankScheduler(S_t))          (TT: use_tt_ffn; DARUAN: use_qkan)
+
+Index legend: b batch, n sequence, d model width.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..quantum.circuits import circuit_flops
+from ..quantum.encoder import QuantumFeatureEncoder
+from .attention import CausalSelfAttention
+from .ffn import FeedForward
+from .kernel_attention import QuantumKernelAttention
+from .rank import RankScheduler
+from .router import SelectiveQuantumRouter
+from .stats import LayerStats
+
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+
+__all__ = ["QTensorFormerBlock"]
+
+
+class QTensorFormerBlock(nn.Module):
+    """A transformer block with every pillar behind a :class:`~qtensorformer.ModelConfig`
+    switch. ``forward(x)`` → ``(x, LayerStats, aux_losses)`` (unweighted aux losses)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.cfg = cfg
+        self.needs_score = cfg.use_adaptive_rank or cfg.use_selective_routing
+        self.quantum_score = self.needs_score and cfg.entropy_source == "quantum"
+        if cfg.use_quantum_encoder:
+            self.ln_q = nn.LayerNorm(d)
+            self.encoder = QuantumFeatureEncoder(
+                d,
+                cfg.n_qubits,
+                cfg.n_circuit_layers,
+                cfg.ansatz,
+                entropy="von_neumann" if self.quantum_score else "none",
+            )
+        else:
+            self.ln_q = self.encoder = None
+        quantum = (
+            QuantumKernelAttention(
+                cfg.n_heads,
+                cfg.head_dim,
+                cfg.n_qubits,
+                cfg.n_circuit_layers,
+                cfg.ansatz,
+                cfg.kernel_norm,
+            )
+            if cfg.use_quantum_attention
+            else None
+        )
+        router = (
+            SelectiveQuantumRouter(cfg.route_fraction, cfg.router_tau)
+            if cfg.use_selective_routing
+            else None
+        )
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = CausalSelfAttention(
+            d, cfg.n_heads, cfg.tt_rank if cfg.use_tt_attention else None, quantum, router
+        )
+        self.ln2 = nn.LayerNorm(d)
+        self.rank = (
+            RankScheduler(cfg.r_min, cfg.r_max, cfg.alpha) if cfg.use_adaptive_rank else None
+        )
+        act = "kan" if cfg.kan_grid is not None else ("daruan" if cfg.use_qkan else "gelu")
+        self.ffn = FeedForward(
+            d,
+            cfg.d_ff,
+            cfg.tt_rank if cfg.use_tt_ffn else None,
+            act,
+            cfg.qkan_reps,
+            cfg.kan_grid or 32,
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, LayerStats, dict[str, torch.Tensor]]:
+        cfg = self.cfg
+        b, n, d = x.shape
+        T = b * n
+        st = LayerStats()
+        aux: dict[str, torch.Tensor] = {}
+        score = None
+        if self.encoder is not None:
+            feats, ent = self.encoder(self.ln_q(x))
+            x = x + self.drop(feats)
+            q = cfg.n_qubits
+            ec = self.encoder.config
+            st.circuits_encoder = T
+            st.flops["encoder"] = 4 * T * d * q + circuit_flops(
+                q, T, ec.n_layers, ec.ansatz, ec.scheme, ec.reupload, ec.entropy
+            )
+            if self.quantum_score:
+                score = ent
+        hardness = None
+        if score is not None and self.attn.router is not None:
+            hardness = score / cfg.score_max
+        need_att_entropy = self.needs_score and cfg.entropy_source == "attention"
+        a = self.attn(self.ln1(x), hardness, need_entropy=need_att_entropy)
+        x = x + self.drop(a.y)
+        st.flops["attention"] = self.attn.last_flops
+        st.circuits_attention = self.attn.last_circuits
+        if need_att_entropy:
+            score = a.entropy
+        if a.route is not None:
+            st.routed = a.route.routed.detach()
+            st.threshold = float(self.attn.router.threshold.detach())
+            aux["route"] = a.route.aux_loss
+        st.entropy = score.detach() if score is not None else None
+        h2 = self.ln2(x)
+        if self.rank is not None:
+            dec = self.rank(score)
+            st.rank = dec.ranks
+            aux["rank_cost"] = dec.cost
+            y = self.ffn(h2, dec.ranks, dec.soft)
+        else:
+            st.fixed_rank = cfg.tt_rank if cfg.use_tt_ffn else None
+            y = self.ffn(h2)
+        st.flops["ffn"] = self.ffn.last_flops
+        return x + self.drop(y), st, aux

@@ -1,0 +1,136 @@
+"""Feed-forward block: W2 act(W1 x), dense or tensor-train, with per-token nested ranks.
+
+Index legend: T tokens (flattened b·n), d model width, f hidden width.
+
+With per-token ranks the tokens are grouped by rank (one sort) and each group runs both
+layers at its rank, so a lower rank costs fewer FLOPs on the factorised path. The activation
+is GELU, DARUAN (``use_qkan``) or its distilled B-spline (``kan_grid``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..tensor.layers import TTLinear
+from ._flops import linear_flops
+from .daruan import DARUAN, BSplineActivation
+
+__all__ = ["FeedForward", "daruan_flops"]
+
+#: Elementwise FLOPs per element and re-upload of DARUAN (an affine map, cos+sin counted as
+#: ~10 each as in common FLOP conventions for transcendental functions, two 2-D rotations).
+DARUAN_FLOPS_PER_REP = 30
+#: Per element: GELU (tanh form, ~8), cubic B-spline (basis ~15 + 4 multiply-adds).
+GELU_FLOPS, SPLINE_FLOPS = 8, 23
+
+
+def daruan_flops(elements: int, reps: int) -> int:
+    return elements * (DARUAN_FLOPS_PER_REP * reps + 10)
+
+
+class FeedForward(nn.Module):
+    """y = W2 act(W1 x + b1) + b2 with W1: d→f, W2: f→d.
+
+    ``forward(x, ranks=None, soft_rank=None)``: ``ranks`` (x.shape[:-1]) int64 gives each token
+    its nested TT rank (TT layers only; an int: one rank for all); ``soft_rank`` (same shape,
+    float) adds the rank scheduler's straight-through term (see :mod:`qtensorformer.nn.rank`).
+    ``self.last_flops`` holds the FLOPs of the last call.
+
+    Example:
+        >>> import torch
+        >>> ffn = FeedForward(16, 64, tt_rank=4)
+        >>> x = torch.randn(2, 5, 16)
+        >>> ffn(x, ranks=torch.randint(1, 5, (2, 5))).shape
+        torch.Size([2, 5, 16])
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_ff: int,
+        tt_rank: int | None = None,
+        activation: str = "gelu",
+        qkan_reps: int = 2,
+        kan_grid: int = 32,
+    ) -> None:
+        super().__init__()
+        if tt_rank is None:
+            self.w1: nn.Module = nn.Linear(d_model, d_ff)
+            self.w2: nn.Module = nn.Linear(d_ff, d_model)
+        else:
+            self.w1 = TTLinear(d_model, d_ff, tt_rank)
+            self.w2 = TTLinear(d_ff, d_model, tt_rank)
+        if activation == "gelu":
+            self.act: nn.Module = nn.GELU(approximate="tanh")
+        elif activation == "daruan":
+            self.act = DARUAN(d_ff, qkan_reps)
+        elif activation == "kan":
+            self.act = BSplineActivation(d_ff, kan_grid)
+        else:
+            raise ValueError(f"activation must be 'gelu', 'daruan' or 'kan', got {activation!r}")
+        self.d_model, self.d_ff, self.activation = d_model, d_ff, activation
+        self.is_tt = tt_rank is not None
+        self.last_flops = 0
+
+    def _act_flops(self, elements: int) -> int:
+        if self.activation == "daruan":
+            return daruan_flops(elements, self.act.reps)
+        return elements * (GELU_FLOPS if self.activation == "gelu" else SPLINE_FLOPS)
+
+    def _run(self, x: torch.Tensor, rank: int | None) -> torch.Tensor:
+        if self.is_tt:
+            return self.w2(self.act(self.w1(x, rank)), rank)
+        return self.w2(self.act(self.w1(x)))
+
+    def _flops(self, tokens: int, rank: int | None) -> int:
+        return (
+            linear_flops(self.w1, tokens, rank)
+            + self._act_flops(tokens * self.d_ff)
+            + linear_flops(self.w2, tokens, rank)
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ranks: torch.Tensor | int | None = None,
+        soft_rank: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.d_model)  # (T, d)
+        T = x2.shape[0]
+        if ranks is not None and not self.is_tt:
+            raise ValueError("TT ranks need a TT feed-forward (use_tt_ffn=True)")
+        if ranks is None or isinstance(ranks, int):
+            self.last_flops = self._flops(T, ranks)
+            return self._run(x2, ranks).reshape(*lead, self.d_model)
+        if ranks.shape != lead:
+            raise ValueError(
+                f"per-token ranks must have shape {tuple(lead)}, got {tuple(ranks.shape)}"
+            )
+        r = ranks.reshape(-1)
+        if T and int(r.min()) < 1:
+            raise ValueError("per-token ranks must be >= 1")
+        st = soft_rank is not None and soft_rank.requires_grad
+        order = torch.argsort(r, stable=True)
+        values, counts = torch.unique_consecutive(r[order], return_counts=True)
+        groups = x2.index_select(0, order).split(counts.tolist())
+        ys, diffs, flops = [], [], 0
+        for xg, rk in zip(groups, values.tolist(), strict=True):
+            ys.append(self._run(xg, rk))
+            flops += self._flops(xg.shape[0], rk)
+            if st:
+                # marginal value of the last rank index: y(r) − y(r − 1), no gradient
+                with torch.no_grad():
+                    lower = self._run(xg, rk - 1) if rk > 1 else ys[-1]
+                    diffs.append(ys[-1].detach() - lower)
+                flops += self._flops(xg.shape[0], rk - 1) if rk > 1 else 0
+        y = torch.cat(ys)
+        y = torch.empty_like(y).index_copy(0, order, y)  # back to token order
+        if st:
+            dy = torch.cat(diffs)
+            dy = torch.empty_like(dy).index_copy_(0, order, dy)
+            s = soft_rank.reshape(-1, 1).to(y.dtype)
+            y = y + (s - s.detach()) * dy
+        self.last_flops = flops
+        return y.reshape(*lead, self.d_model)

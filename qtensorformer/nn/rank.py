@@ -1,0 +1,64 @@
+"""RankScheduler: per-token TT rank from the entanglement score.
+
+Index legend: b batch, n sequence.
+
+r_t = clip(r_min + round(α·S_t), r_min, r_max), with α > 0 learnable (stored as log α). The
+soft rank ρ_t = clip(r_min + α·S_t, r_min, r_max) carries gradients: the TT-FFN adds
+(ρ_t − sg(ρ_t))·sg(y_t(r_t) − y_t(r_t − 1)) to its output (sg = stop-gradient), a
+finite-difference straight-through estimate of ∂y/∂r, so α and the score's circuit learn what
+one more rank is worth; the rank-cost loss mean((ρ_t − r_min)/(r_max − r_min)) prices it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = ["RankDecision", "RankScheduler"]
+
+
+class RankDecision(NamedTuple):
+    """``ranks`` (b, n) int64; ``soft`` (b, n) the differentiable soft rank ρ_t;
+    ``cost`` the (unweighted) mean normalised rank."""
+
+    ranks: torch.Tensor
+    soft: torch.Tensor
+    cost: torch.Tensor
+
+
+class RankScheduler(nn.Module):
+    """Maps scores S_t (b, n) to ranks r_t in [r_min, r_max].
+
+    Example:
+        >>> import torch
+        >>> sched = RankScheduler(r_min=2, r_max=6, alpha=2.0)
+        >>> sched(torch.tensor([[0.0, 0.7, 1.4, 5.0]])).ranks
+        tensor([[2, 3, 5, 6]])
+    """
+
+    def __init__(self, r_min: int, r_max: int, alpha: float, learnable: bool = True) -> None:
+        super().__init__()
+        if not 1 <= r_min <= r_max:
+            raise ValueError(f"need 1 <= r_min <= r_max, got r_min={r_min}, r_max={r_max}")
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        self.r_min, self.r_max = int(r_min), int(r_max)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha)), requires_grad=learnable)
+
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.exp())
+
+    def forward(self, score: torch.Tensor) -> RankDecision:
+        alpha = self.log_alpha.exp().to(score.dtype)
+        soft = (self.r_min + alpha * score).clamp(self.r_min, self.r_max)
+        ranks = torch.round(soft.detach()).long()
+        span = max(self.r_max - self.r_min, 1)
+        cost = ((soft - self.r_min) / span).mean()
+        return RankDecision(ranks, soft, cost)
+
+    def extra_repr(self) -> str:
+        return f"r_min={self.r_min}, r_max={self.r_max}, alpha={self.alpha:.4g}"

@@ -1,0 +1,76 @@
+"""SelectiveQuantumRouter: hard tokens to the quantum-kernel path, the rest to softmax attention.
+
+Index legend: b batch, n sequence.
+
+Hardness h_t = S_t / S_max ∈ [0, 1]. Forward: the hard decision h_t > θ (θ learnable).
+Backward: straight-through, with the gradient of the soft gate sigmoid((h_t − θ)/τ). An
+auxiliary loss (mean soft gate − target)² holds the routed fraction near ``route_fraction``.
+θ starts data-dependent: the first training batch sets it to the (1 − route_fraction) quantile
+of its hardness (like ActNorm's init), so routing starts at the target fraction whatever the
+score's distribution; the ``initialized`` buffer is saved with the model.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = ["RouterOutput", "SelectiveQuantumRouter"]
+
+
+class RouterOutput(NamedTuple):
+    """``routed`` (b, n) bool; ``gate`` (b, n) float, equal to ``routed`` in value with the
+    soft gate's gradient; ``soft`` (b, n) the soft gate; ``aux_loss`` the (unweighted) routed-
+    fraction penalty."""
+
+    routed: torch.Tensor
+    gate: torch.Tensor
+    soft: torch.Tensor
+    aux_loss: torch.Tensor
+
+
+class SelectiveQuantumRouter(nn.Module):
+    """Routes tokens whose normalised entanglement score exceeds a learnable threshold θ.
+
+    How the gate reaches the loss: a routed token's attention output is multiplied by ``gate``
+    and a classical token's by ``1 − gate`` (both 1 in value), so ∂L/∂gate_t is
+    ⟨∂L/∂y_t, y_t⟩ with the sign of the path taken: the part of the full straight-through
+    estimate ⟨∂L/∂y_t, y_quantum − y_classical⟩ that can be had without running both paths.
+
+    Example:
+        >>> import torch
+        >>> router = SelectiveQuantumRouter(route_fraction=0.2)
+        >>> out = router(torch.rand(2, 10))
+        >>> out.routed.shape, out.routed.dtype
+        (torch.Size([2, 10]), torch.bool)
+    """
+
+    def __init__(
+        self, route_fraction: float = 0.2, tau: float = 0.1, init_threshold: float = 0.5
+    ) -> None:
+        super().__init__()
+        if not 0.0 < route_fraction < 1.0:
+            raise ValueError(f"route_fraction must be in (0, 1), got {route_fraction}")
+        if not tau > 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+        self.route_fraction, self.tau = float(route_fraction), float(tau)
+        self.threshold = nn.Parameter(torch.tensor(float(init_threshold)))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def forward(self, hardness: torch.Tensor) -> RouterOutput:
+        if self.training and not bool(self.initialized) and hardness.numel():
+            with torch.no_grad():
+                q = torch.quantile(hardness.detach().float().flatten(), 1 - self.route_fraction)
+                self.threshold.fill_(float(q))
+                self.initialized.fill_(True)
+        theta = self.threshold.to(hardness.dtype)
+        soft = torch.sigmoid((hardness - theta) / self.tau)
+        routed = hardness > theta
+        gate = routed.to(hardness.dtype) + (soft - soft.detach())
+        aux = (soft.mean() - self.route_fraction).square()
+        return RouterOutput(routed, gate, soft, aux)
+
+    def extra_repr(self) -> str:
+        return f"route_fraction={self.route_fraction}, tau={self.tau}"
