@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from _common import ensure_malloc_env, interleaved_medians_ms, machine, write_section
+
 from qtensorformer import ModelConfig, QTensorFormer
 
 VARIANTS = {
