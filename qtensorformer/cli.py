@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import time
+import json
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,7 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
+# Wide tables even when the output is a pipe or a file (rich defaults to 80 columns there).
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def _version_callback(value: bool) -> None:
@@ -61,76 +63,289 @@ def info() -> None:
     console.print(t)
 
 
-@app.command()
-def demo(
-    n_qubits: int = typer.Option(4, help="Qubits of the feature circuit."),
-    steps: int = typer.Option(150, help="Training steps of the toy fit."),
-    seed: int = typer.Option(0, help="Random seed."),
-) -> None:
-    """Quick demonstration on an embedded default (runs in seconds on a CPU).
+def _train_config(**kw):
+    from .train import TrainConfig
 
-    Builds a quantum feature encoder, prints the entanglement entropy of known states,
-    fits the encoder to a toy target and reports its loss, entropy range and speed.
-    """
+    return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+DataOpt = Annotated[
+    str, typer.Option("--data", help="Corpus: wikitext-2, wikitext-2-raw or synthetic.")
+]
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-dir",
+        help="Folder holding <data>/train.txt etc. (else $QTF_DATA_DIR, ./data, ../shared/data).",
+    ),
+]
+TokOpt = Annotated[
+    str,
+    typer.Option(help="Tokenizer: word (full vocabulary), word:K (top K), bpe:N, hf:PATH."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="ModelConfig override KEY=VALUE (repeatable), e.g. tt_rank=4."),
+]
+
+
+@app.command()
+def train(
+    preset: Annotated[str, typer.Option(help="Model size: small, medium, large, xl.")] = "small",
+    variant: Annotated[
+        str, typer.Option(help="Pillars: dense, tt, default (TT + quantum encoder), all.")
+    ] = "default",
+    dense: Annotated[bool, typer.Option("--dense", help="Same as --variant dense.")] = False,
+    data: DataOpt = "wikitext-2",
+    data_dir: DataDirOpt = None,
+    tokenizer: TokOpt = "word",
+    batch_size: int = 16,
+    seq_len: int = 128,
+    lr: float = 3e-3,
+    warmup: int = 100,
+    max_steps: int | None = None,
+    max_tokens: int | None = None,
+    epochs: float = 1.0,
+    max_minutes: float | None = None,
+    eval_every: int = 500,
+    eval_max_tokens: int | None = 100_000,
+    patience: int | None = None,
+    seed: int = 0,
+    set_: SetOpt = None,
+    out: Annotated[
+        str | None, typer.Option(help="Run folder (default runs/<preset>-<variant>-<data>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")
+    ] = False,
+    device: str = "auto",
+) -> None:
+    """Train a model on a corpus and report validation and test perplexity."""
+    from .data import load_tokenizer
+    from .train import latest_checkpoint
+    from .train.run import model_config, overrides_from_pairs, prepare_data, train_one
+
+    variant = "dense" if dense else variant
+    run_dir = Path(out or f"runs/{preset}-{variant}-{data}")
+    try:
+        if resume:
+            info_path = run_dir / "run.json"
+            ckpt = latest_checkpoint(run_dir)
+            if not info_path.is_file() or ckpt is None:
+                _fail(f"nothing to resume in {run_dir} (no run.json or no checkpoint)")
+            info = json.loads(info_path.read_text())
+            from .config import ModelConfig
+
+            cfg = ModelConfig.from_dict(info["model_config"])
+            tcfg = _train_config(**info["train_config"])
+            prepared = prepare_data(info["data"], data_dir, load_tokenizer(ckpt / "tokenizer"))
+            console.print(f"Resuming {run_dir} (its saved configs; other options are ignored)")
+        else:
+            prepared = prepare_data(data, data_dir, tokenizer)
+            overrides = overrides_from_pairs(set_ or [])
+            overrides.setdefault("max_seq_len", max(seq_len, 32))
+            cfg = model_config(variant, preset, prepared.tokenizer.vocab_size, **overrides)
+            tcfg = _train_config(
+                batch_size=batch_size,
+                seq_len=seq_len,
+                lr=lr,
+                warmup_steps=warmup,
+                max_steps=max_steps,
+                max_tokens=max_tokens,
+                epochs=epochs,
+                max_minutes=max_minutes,
+                eval_every=eval_every,
+                eval_max_tokens=eval_max_tokens,
+                patience=patience,
+                seed=seed,
+                device=device,
+            )
+        console.print(f"Data: {prepared.source} ({prepared.tokenizer.describe()})")
+        _, res = train_one(cfg, prepared, tcfg, run_dir, resume=resume, console=console)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if res.status == "diverged":
+        raise typer.Exit(1)
+
+
+def _resolve_checkpoint(path: str) -> Path:
+    p = Path(path)
+    if (p / "model.safetensors").is_file():
+        return p
+    if (p / "best" / "model.safetensors").is_file():
+        return p / "best"
+    from .train import latest_checkpoint
+
+    ck = latest_checkpoint(p)
+    if ck is None:
+        _fail(f"{p} is neither a model folder nor a run folder with checkpoints")
+    return ck
+
+
+def _run_info(ckpt: Path) -> dict:
+    for d in (ckpt, ckpt.parent, ckpt.parent.parent):
+        if (d / "run.json").is_file():
+            return json.loads((d / "run.json").read_text())
+    return {}
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[str, typer.Argument(help="Model folder, checkpoint or run folder.")],
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    data: Annotated[str | None, typer.Option("--data", help="Corpus (default: the run's).")] = None,
+    data_dir: DataDirOpt = None,
+    seq_len: int | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> None:
+    """Perplexity of a saved model on a split (protocol printed with the number)."""
+    from .data import load_tokenizer
+    from .model import QTensorFormer
+    from .train import PROTOCOL, evaluate, resolve_device
+    from .train.run import prepare_data
+
+    ckpt = _resolve_checkpoint(checkpoint)
+    info = _run_info(ckpt)
+    try:
+        model = QTensorFormer.from_pretrained(ckpt)
+        tok = load_tokenizer(ckpt / "tokenizer")
+        prepared = prepare_data(data or info.get("data", "wikitext-2"), data_dir, tok)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if split not in ("valid", "test"):
+        _fail(f"split must be valid or test, got {split!r}")
+    L = seq_len or info.get("train_config", {}).get("seq_len", model.config.max_seq_len)
+    dev = resolve_device(device)
+    res = evaluate(
+        model.to(dev), prepared.ids[split], L, batch_size, None, prepared.words[split], dev
+    )
+    t = Table(title=f"{ckpt}: {prepared.name} {split}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("perplexity", f"{res.ppl:.2f}")
+    if tok.kind != "word":
+        t.add_row("perplexity per word", f"{res.word_ppl:.2f}")
+    t.add_row("tokens", f"{res.tokens:,}")
+    t.add_row("parameters", f"{model.num_parameters():,}")
+    console.print(t)
+    console.print(f"[dim]{tok.describe()}; perplexity: {PROTOCOL.format(L=L)}.[/]")
+
+
+@app.command()
+def generate(
+    checkpoint: Annotated[str, typer.Argument(help="Model folder, checkpoint or run folder.")],
+    prompt: Annotated[str, typer.Option(help="Text to continue.")] = "the",
+    max_new_tokens: int = 30,
+    temperature: float = 0.8,
+    top_k: int | None = 40,
+    seed: int = 0,
+) -> None:
+    """Continue a prompt with a saved model."""
     import torch
 
-    from .quantum import (
-        QuantumFeatureEncoder,
-        angle_encode,
-        apply_ansatz,
-        von_neumann_entropy,
-    )
+    from .data import load_tokenizer
+    from .model import QTensorFormer
 
-    torch.manual_seed(seed)
-    t = Table(title="Entanglement entropy of known states (nats; log 2 = 0.6931)")
-    t.add_column("state")
-    t.add_column("S(ρ_A), A = first half", justify="right")
-    bell = apply_ansatz(
-        angle_encode(torch.tensor([math.pi / 2, 0.0], dtype=torch.float64)),
-        torch.zeros(1, 2, dtype=torch.float64),
-        "real",
-    )
-    ghz = torch.zeros(2**n_qubits, dtype=torch.float64)
-    ghz[0] = ghz[-1] = 2**-0.5
-    prod = angle_encode(torch.rand(n_qubits, dtype=torch.float64))
-    for name, s in (
-        ("Bell pair (RY(π/2), CNOT)", bell),
-        (f"GHZ, {n_qubits} qubits", ghz),
-        (f"product, {n_qubits} qubits", prod),
-    ):
-        t.add_row(name, f"{von_neumann_entropy(s).item():.4f}")
-    console.print(t)
+    ckpt = _resolve_checkpoint(checkpoint)
+    try:
+        model = QTensorFormer.from_pretrained(ckpt)
+        tok = load_tokenizer(ckpt / "tokenizer")
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    ids = tok.encode(prompt) or [tok.eos_id]
+    gen = torch.Generator().manual_seed(seed)
+    out = model.generate(torch.tensor([ids]), max_new_tokens, temperature, top_k, gen)
+    console.print(f"[bold]{prompt}[/] {tok.decode(out[0, len(ids) :].tolist())}")
 
-    enc = QuantumFeatureEncoder(d_in=8, n_qubits=n_qubits, n_layers=2, ansatz="strong")
-    x = torch.randn(512, 8)
-    y = torch.tanh(x[:, :4] * x[:, 4:])  # a product the circuit's Z-features must model
-    y = torch.cat([y, -y], -1)
-    opt = torch.optim.Adam(enc.parameters(), lr=0.03)
-    start = time.perf_counter()
-    losses = []
-    for _ in range(steps):
-        out = enc(x)
-        loss = (out.features - y).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    dt = time.perf_counter() - start
-    with torch.no_grad():
-        ent = enc(x).entropy
-    r = Table(title=f"Toy fit of a {n_qubits}-qubit encoder (strong ansatz, 2 layers)")
-    r.add_column("metric")
-    r.add_column("value", justify="right")
-    r.add_row("loss: first step", f"{losses[0]:.4f}")
-    r.add_row(f"loss: step {steps}", f"{losses[-1]:.4f}")
-    r.add_row(
-        "token entropy: min / mean / max (nats)",
-        f"{ent.min():.3f} / {ent.mean():.3f} / {ent.max():.3f}",
+
+@app.command("compare")
+def compare_cmd(
+    presets: Annotated[list[str] | None, typer.Option("--presets", help="Preset(s).")] = None,
+    variants: Annotated[
+        str, typer.Option(help="Comma-separated: dense,tt,default,all.")
+    ] = "dense,tt,all",
+    data: DataOpt = "wikitext-2",
+    data_dir: DataDirOpt = None,
+    tokenizer: TokOpt = "word",
+    budget_minutes: Annotated[
+        float | None, typer.Option(help="Wall-clock limit per model.")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Token budget per model.")] = None,
+    batch_size: int = 16,
+    seq_len: int = 128,
+    lr: float = 3e-3,
+    warmup: int = 100,
+    eval_every: int = 1000,
+    seed: int = 0,
+    set_: SetOpt = None,
+    out: Annotated[str, typer.Option(help="Output folder.")] = "runs/compare",
+    device: str = "auto",
+) -> None:
+    """Dense baseline vs Q-TensorFormer variants, trained the same way; one table."""
+    from .train.run import compare, overrides_from_pairs, prepare_data
+
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    try:
+        prepared = prepare_data(data, data_dir, tokenizer)
+        overrides = overrides_from_pairs(set_ or [])
+        overrides.setdefault("max_seq_len", max(seq_len, 32))
+        tcfg = _train_config(
+            batch_size=batch_size,
+            seq_len=seq_len,
+            lr=lr,
+            warmup_steps=warmup,
+            max_tokens=max_tokens,
+            max_minutes=budget_minutes,
+            eval_every=eval_every,
+            seed=seed,
+            device=device,
+        )
+        for p in presets or ["small"]:
+            compare(names, p, prepared, tcfg, Path(out) / p, console=console, **overrides)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def demo(
+    max_tokens: Annotated[int, typer.Option(help="Training tokens per model.")] = 250_000,
+    variants: Annotated[str, typer.Option(help="Comma-separated variants.")] = "dense,tt,all",
+    out: Annotated[str, typer.Option(help="Run folder.")] = "runs/demo",
+    seed: int = 0,
+) -> None:
+    """The main job on the embedded default: dense vs Q-TensorFormer on the synthetic corpus.
+
+    Trains the small preset three ways (dense baseline, TT compression only, every pillar) on
+    the same tokens, schedule and seed, then prints parameters, test perplexity and speed and
+    writes every run into ``--out``. A few minutes on 2 CPU cores.
+    """
+    from .train.run import compare, prepare_data
+
+    prepared = prepare_data("synthetic", tokenizer="word")
+    console.print(
+        f"Synthetic corpus ({prepared.source}): {prepared.ids['train'].numel():,} training "
+        f"tokens, {prepared.tokenizer.describe()}"
     )
-    r.add_row("S_max of the cut (nats)", f"{enc.config.max_entropy:.3f}")
-    r.add_row("circuits / s (forward + backward)", f"{steps * x.shape[0] / dt:,.0f}")
-    console.print(r)
-    console.print("[dim]Placeholder demo: the language-model comparison arrives with the model.[/]")
+    tcfg = _train_config(
+        batch_size=16,
+        seq_len=64,
+        lr=3e-3,
+        warmup_steps=30,
+        max_tokens=max_tokens,
+        eval_every=10_000,
+        eval_max_tokens=20_000,
+        seed=seed,
+        progress=True,
+    )
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    compare(names, "small", prepared, tcfg, Path(out), console=console, max_seq_len=64)
+    console.print(f"Runs written to {out}/ (metrics.jsonl, checkpoints, summary.json each)")
 
 
 @app.command()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 from typer.testing import CliRunner
 
 from qtensorformer import __version__
@@ -17,13 +20,75 @@ def test_version_and_help():
     assert r.exit_code == 0 and "demo" in r.output
 
 
-def test_demo_runs_and_fits():
-    r = runner.invoke(app, ["demo", "--steps", "40", "--n-qubits", "3"])
+def test_demo_runs_and_writes_runs(tmp_path):
+    out = tmp_path / "demo"
+    r = runner.invoke(
+        app, ["demo", "--max-tokens", "3000", "--variants", "dense,tt", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
-    assert "0.6931" in r.output  # Bell pair / GHZ entropy = log 2
-    first = float(r.output.split("loss: first step")[1].split()[1])
-    last = float(r.output.split("loss: step 40")[1].split()[1])
-    assert last < first
+    assert "dense baseline" in r.output and "TT compression only" in r.output
+    rows = json.loads((out / "compare.json").read_text())["rows"]
+    assert [x["variant"] for x in rows] == ["dense", "tt"]
+    assert all(math.isfinite(x["test_ppl"]) for x in rows)
+    assert rows[1]["params"] < rows[0]["params"]
+    assert (out / "dense" / "summary.json").is_file()
+
+
+def test_train_eval_generate_resume(tmp_path):
+    run = tmp_path / "run"
+    common = [
+        "--data",
+        "synthetic",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--eval-every",
+        "3",
+        "--eval-max-tokens",
+        "500",
+        "--set",
+        "d_model=32",
+        "--set",
+        "n_heads=2",
+        "--out",
+        str(run),
+    ]
+    r = runner.invoke(app, ["train", "--variant", "all", "--max-steps", "3", *common])
+    assert r.exit_code == 0, r.output
+    assert "test perplexity" in r.output
+    info = json.loads((run / "run.json").read_text())
+    assert info["model_config"]["use_qkan"] and info["data"] == "synthetic"
+    r = runner.invoke(app, ["eval", str(run), "--split", "valid"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "perplexity" in text and "windows of 32 tokens" in text
+    r = runner.invoke(app, ["generate", str(run), "--prompt", "the bank", "--max-new-tokens", "5"])
+    assert r.exit_code == 0, r.output
+    assert "the bank" in r.output
+    # resume a run whose schedule is longer: edit its saved config to 6 steps
+    info["train_config"]["max_steps"] = 6
+    (run / "run.json").write_text(json.dumps(info))
+    r = runner.invoke(app, ["train", "--resume", "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    assert "Resumed" in r.output and json.loads((run / "summary.json").read_text())["steps"] == 6
+
+
+def test_cli_errors_are_clear(tmp_path):
+    r = runner.invoke(
+        app,
+        ["train", "--data", "my-corpus", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x")],
+    )
+    assert r.exit_code == 2
+    assert "not found" in r.output and "--data-dir" in r.output and "../shared/data" in r.output
+    r = runner.invoke(app, ["eval", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "neither a model folder" in r.output
+    r = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "empty")])
+    assert r.exit_code == 2 and "nothing to resume" in r.output
+    r = runner.invoke(
+        app, ["train", "--data", "synthetic", "--set", "n_layer=3", "--out", str(tmp_path / "y")]
+    )
+    assert r.exit_code == 2 and "not a ModelConfig field" in r.output
 
 
 def test_info_runs():

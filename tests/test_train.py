@@ -1,0 +1,229 @@
+"""Trainer: schedule, exact resume, divergence handling, limits, checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import types
+
+import pytest
+import torch
+
+from qtensorformer import ModelConfig, QTensorFormer
+from qtensorformer.data import WordVocab, synthetic_corpus
+from qtensorformer.io import CheckpointError
+from qtensorformer.train import (
+    TrainConfig,
+    Trainer,
+    latest_checkpoint,
+    load_trainer_state,
+    lr_factor,
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    c = synthetic_corpus(400, 60, 60, seed=5)
+    v = WordVocab.build(c.train)
+    return v, {s: v.encode_lines(c.split(s)) for s in ("train", "valid", "test")}
+
+
+def _model(vocab, **kw):
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=vocab.vocab_size,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        max_seq_len=32,
+        tt_rank=4,
+        dropout=0.1,
+        **kw,
+    )
+    return QTensorFormer(cfg)
+
+
+def _cfg(**kw):
+    base = dict(
+        batch_size=4,
+        seq_len=32,
+        max_steps=8,
+        eval_every=4,
+        warmup_steps=2,
+        eval_max_tokens=200,
+        progress=False,
+        seed=3,
+        log_every=2,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def test_lr_schedule():
+    f = [lr_factor(s, 10, 100, 0.1) for s in range(101)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[100] == pytest.approx(0.1) and all(a >= b for a, b in itertools.pairwise(f[10:]))
+
+
+@pytest.mark.parametrize(
+    "pillars",
+    [{}, {"use_quantum_attention": True, "use_selective_routing": True, "use_adaptive_rank": True}],
+)
+def test_resume_gives_the_same_losses(tmp_path, data, pillars):
+    vocab, ids = data
+    full = Trainer(
+        _model(vocab, **pillars),
+        ids["train"],
+        ids["valid"],
+        _cfg(),
+        tmp_path / "a",
+        vocab,
+        quiet=True,
+    ).fit()
+    # interrupted after step 4 (a checkpoint is written there), then resumed
+    interrupted = Trainer(
+        _model(vocab, **pillars),
+        ids["train"],
+        ids["valid"],
+        _cfg(),
+        tmp_path / "b",
+        vocab,
+        quiet=True,
+    )
+    first_res = _run_until(interrupted, 4)
+    resumed = Trainer(
+        _model(vocab, **pillars),
+        ids["train"],
+        ids["valid"],
+        _cfg(),
+        tmp_path / "b",
+        vocab,
+        quiet=True,
+    ).fit(resume=True)
+    assert first_res.steps == 4 and resumed.steps == 8
+    assert first_res.losses + resumed.losses == full.losses
+    assert resumed.valid.nll == full.valid.nll
+
+
+def _run_until(trainer, steps):
+    """Run ``trainer`` but stop after ``steps`` steps, as a crash would (keeping the schedule
+    of the full run)."""
+    import qtensorformer.train.trainer as tr
+
+    orig = tr.save_checkpoint
+
+    def save_then_crash(run_dir, step, *a, **k):
+        out = orig(run_dir, step, *a, **k)
+        if step >= steps:
+            raise KeyboardInterrupt
+        return out
+
+    tr.save_checkpoint = save_then_crash
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        tr.save_checkpoint = orig
+    st = load_trainer_state(latest_checkpoint(trainer.run_dir))
+    return types.SimpleNamespace(steps=st["state"]["step"], losses=trainer.losses_so_far)
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, data, monkeypatch):
+    vocab, ids = data
+    model = _model(vocab)
+    trainer = Trainer(
+        model, ids["train"], ids["valid"], _cfg(max_steps=12), tmp_path, vocab, quiet=True
+    )
+    calls = {"n": 0}
+    orig = model.forward
+
+    def poisoned(*a, **k):
+        logits, loss, stats = orig(*a, **k)
+        calls["n"] += 1 if model.training else 0
+        if model.training and calls["n"] == 6:
+            loss = loss * float("nan")
+        return logits, loss, stats
+
+    monkeypatch.setattr(model, "forward", poisoned)
+    res = trainer.fit()
+    assert res.status == "diverged" and res.steps == 5
+    assert "step 6" in res.message and "lower learning rate" in res.message
+    assert res.last_checkpoint is not None and res.last_checkpoint.name == "step-0000004"
+    assert latest_checkpoint(tmp_path) == res.last_checkpoint
+
+
+def test_limits_checkpoints_and_logs(tmp_path, data):
+    vocab, ids = data
+    cfg = _cfg(max_steps=None, max_tokens=10 * 4 * 31, eval_every=3, keep_last=2)
+    res = Trainer(
+        _model(vocab), ids["train"], ids["valid"], cfg, tmp_path, vocab, ids["test"], quiet=True
+    ).fit()
+    assert res.steps == 10 and res.tokens == 10 * 4 * 31
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*"))
+    assert kept == ["step-0000009", "step-0000010"]
+    assert not list((tmp_path / "checkpoints").glob(".tmp*"))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["test_ppl"] == pytest.approx(res.test.ppl)
+    assert math.isfinite(summary["test_ppl"]) and "protocol" in summary
+    events = [json.loads(x)["event"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert events[0] == "start" and events[-1] == "end" and "eval" in events
+    back = QTensorFormer.from_pretrained(tmp_path / "best")
+    assert back.config.vocab_size == vocab.vocab_size
+
+
+def test_early_stopping(tmp_path, data, monkeypatch):
+    from qtensorformer.train import EvalResult
+
+    vocab, ids = data
+    cfg = _cfg(max_steps=40, eval_every=2, patience=3)
+    trainer = Trainer(_model(vocab), ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True)
+    evals = iter([5.0, 4.0, 4.5, 4.2, 4.1, 3.0, 3.0])  # best at the 2nd, then 3 worse ones
+    monkeypatch.setattr(trainer, "_eval", lambda *a: EvalResult(next(evals) * 100, 100))
+    res = trainer.fit()
+    assert res.status == "early_stopped" and res.steps == 10
+    assert res.best_valid_ppl == pytest.approx(math.exp(4.0))
+
+
+def test_time_limit(tmp_path, data):
+    vocab, ids = data
+    cfg = _cfg(max_steps=10_000, max_minutes=0.002, eval_every=10_000)
+    res = Trainer(_model(vocab), ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
+    assert res.status == "time_limit" and res.steps < 10_000 and "max_minutes" in res.message
+    assert res.last_checkpoint is not None
+
+
+def test_resume_errors(tmp_path, data):
+    vocab, ids = data
+    t = Trainer(_model(vocab), ids["train"], ids["valid"], _cfg(), tmp_path, vocab, quiet=True)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        t.fit(resume=True)
+    Trainer(
+        _model(vocab),
+        ids["train"],
+        ids["valid"],
+        _cfg(max_steps=4),
+        tmp_path / "r",
+        vocab,
+        quiet=True,
+    ).fit()
+    other = _model(vocab, use_qkan=True)
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        Trainer(other, ids["train"], ids["valid"], _cfg(), tmp_path / "r", vocab, quiet=True).fit(
+            resume=True
+        )
+    ck = latest_checkpoint(tmp_path / "r")
+    (ck / "trainer_state.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Trainer(
+            _model(vocab), ids["train"], ids["valid"], _cfg(), tmp_path / "r", vocab, quiet=True
+        ).fit(resume=True)
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError, match="seq_len"):
+        TrainConfig(seq_len=1)
+    with pytest.raises(ValueError, match="amp"):
+        TrainConfig(amp="fp8")
+    with pytest.raises(ValueError, match="unknown field"):
+        TrainConfig.from_dict({"batchsize": 3})
