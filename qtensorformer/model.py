@@ -157,10 +157,10 @@ class QTensorFormer(nn.Module):
         stats.aux_losses = {k: weights[k] * torch.stack(v).mean() for k, v in aux_sum.items()}
         loss = None
         if labels is not None:
+            # targets shifted left, the last position ignored: no copy of the logits
+            target = F.pad(labels[:, 1:].long(), (0, 1), value=-100)
             lm = F.cross_entropy(
-                logits[:, :-1].reshape(-1, c.vocab_size).float(),
-                labels[:, 1:].reshape(-1).long(),
-                ignore_index=-100,
+                logits.reshape(-1, c.vocab_size).float(), target.reshape(-1), ignore_index=-100
             )
             stats.lm_loss = lm.detach()
             loss = lm + sum(stats.aux_losses.values()) if stats.aux_losses else lm
