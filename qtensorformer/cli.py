@@ -115,6 +115,10 @@ def train(
     eval_every: int = 500,
     eval_max_tokens: int | None = 100_000,
     patience: int | None = None,
+    max_latency_ms: Annotated[
+        float | None,
+        typer.Option(help="Latency budget per query (measured at each evaluation)."),
+    ] = None,
     seed: int = 0,
     set_: SetOpt = None,
     out: Annotated[
@@ -162,6 +166,7 @@ def train(
                 eval_every=eval_every,
                 eval_max_tokens=eval_max_tokens,
                 patience=patience,
+                max_latency_ms=max_latency_ms,
                 seed=seed,
                 device=device,
             )

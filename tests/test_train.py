@@ -227,3 +227,80 @@ def test_bad_train_config():
         TrainConfig(amp="fp8")
     with pytest.raises(ValueError, match="unknown field"):
         TrainConfig.from_dict({"batchsize": 3})
+
+
+def test_pareto_front_is_the_non_dominated_set(tmp_path):
+    from qtensorformer.train.pareto import ParetoPoint, ParetoTracker, dominates
+
+    t = ParetoTracker()
+    pts = [
+        ParetoPoint(
+            i,
+            float(torch.rand(()) * 100),
+            int(torch.randint(1, 5, ())),
+            float(torch.rand(())),
+            float(torch.rand(())),
+        )
+        for i in range(40)
+    ]
+    for p in pts:
+        t.add(p)
+    brute = [p for p in pts if not any(dominates(q, p) for q in pts)]
+    assert sorted(p.step for p in t.front) == sorted(p.step for p in brute)
+    t.save(tmp_path)
+    saved = json.loads((tmp_path / "pareto.json").read_text())
+    assert len(saved["points"]) == 40 and len(saved["front"]) == len(brute)
+
+
+def test_evaluations_log_pareto_points(tmp_path, data):
+    vocab, ids = data
+    Trainer(_model(vocab), ids["train"], ids["valid"], _cfg(), tmp_path, vocab, quiet=True).fit()
+    evals = [
+        r
+        for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+        if r["event"] == "eval"
+    ]
+    assert all(r["latency_ms"] > 0 and r["flops_per_token"] > 0 for r in evals)
+    assert (tmp_path / "pareto.json").is_file()
+
+
+def test_latency_budget_adjusts_router_and_rank(tmp_path, data):
+    vocab, ids = data
+    model = _model(
+        vocab, use_quantum_attention=True, use_selective_routing=True, use_adaptive_rank=True
+    )
+    alpha0 = model.blocks[0].rank.alpha
+    cfg = _cfg(max_latency_ms=1e-6)  # impossible: every evaluation is over budget
+    Trainer(model, ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
+    actions = [
+        r
+        for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+        if r["event"] == "budget"
+    ]
+    assert len(actions) == 4  # two evaluations × (router, rank)
+    assert model.blocks[0].attn.router.route_fraction == pytest.approx(0.2 * 0.8**2)
+    assert model.blocks[0].rank.alpha < alpha0
+    back = QTensorFormer.from_pretrained(latest_checkpoint(tmp_path))
+    assert back.blocks[0].attn.router.route_fraction == pytest.approx(0.2 * 0.8**2)
+
+
+def test_budget_without_knob_and_energy_without_estimator(tmp_path, data):
+    vocab, ids = data
+    cfg = _cfg(max_latency_ms=1e-6)
+    Trainer(_model(vocab), ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
+    actions = [
+        r
+        for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+        if r["event"] == "budget"
+    ]
+    assert len(actions) == 1 and actions[0]["action"].startswith("none")
+    with pytest.raises(ValueError, match="energy_fn"):
+        Trainer(
+            _model(vocab),
+            ids["train"],
+            ids["valid"],
+            _cfg(max_energy_uj=5.0),
+            tmp_path,
+            vocab,
+            quiet=True,
+        )

@@ -50,7 +50,7 @@ class RankScheduler(nn.Module):
 
     @property
     def alpha(self) -> float:
-        return float(self.log_alpha.exp())
+        return float(self.log_alpha.detach().exp())
 
     def forward(self, score: torch.Tensor) -> RankDecision:
         alpha = self.log_alpha.exp().to(score.dtype)

@@ -55,9 +55,21 @@ class SelectiveQuantumRouter(nn.Module):
             raise ValueError(f"route_fraction must be in (0, 1), got {route_fraction}")
         if not tau > 0:
             raise ValueError(f"tau must be > 0, got {tau}")
-        self.route_fraction, self.tau = float(route_fraction), float(tau)
+        self.tau = float(tau)
         self.threshold = nn.Parameter(torch.tensor(float(init_threshold)))
         self.register_buffer("initialized", torch.tensor(False))
+        # a buffer, so that budget adjustments are saved with the model
+        self.register_buffer("target_fraction", torch.tensor(float(route_fraction)))
+
+    @property
+    def route_fraction(self) -> float:
+        return float(self.target_fraction)
+
+    @route_fraction.setter
+    def route_fraction(self, value: float) -> None:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"route_fraction must be in (0, 1), got {value}")
+        self.target_fraction.fill_(float(value))
 
     def forward(self, hardness: torch.Tensor) -> RouterOutput:
         if self.training and not bool(self.initialized) and hardness.numel():
@@ -69,7 +81,7 @@ class SelectiveQuantumRouter(nn.Module):
         soft = torch.sigmoid((hardness - theta) / self.tau)
         routed = hardness > theta
         gate = routed.to(hardness.dtype) + (soft - soft.detach())
-        aux = (soft.mean() - self.route_fraction).square()
+        aux = (soft.mean() - self.target_fraction.to(soft.dtype)).square()
         return RouterOutput(routed, gate, soft, aux)
 
     def extra_repr(self) -> str:

@@ -16,6 +16,9 @@ class TrainConfig:
     ``epochs`` (used only when neither of the others is given); the learning-rate schedule
     (linear warm-up, cosine decay to ``min_lr_ratio``·lr) spans it. ``max_minutes`` stops
     earlier on the wall clock (the schedule is then cut short, and the log says so).
+    ``max_latency_ms`` (measured per query of ``seq_len`` tokens at each evaluation) and
+    ``max_energy_uj`` (estimated; needs an energy estimator) are held by a
+    :class:`~qtensorformer.train.budget.BudgetController`.
 
     Example:
         >>> TrainConfig(batch_size=8, seq_len=64, max_steps=100).tokens_per_step
@@ -36,6 +39,8 @@ class TrainConfig:
     eval_every: int = 500
     eval_max_tokens: int | None = 100_000
     eval_batch_size: int = 32
+    max_latency_ms: float | None = None
+    max_energy_uj: float | None = None
     patience: int | None = None
     seed: int = 0
     keep_last: int = 3
@@ -70,6 +75,10 @@ class TrainConfig:
             fail(f"epochs must be > 0, got {self.epochs!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             fail(f"max_minutes must be > 0 or None, got {self.max_minutes!r}")
+        for name in ("max_latency_ms", "max_energy_uj"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                fail(f"{name} must be > 0 or None, got {v!r}")
         if self.amp not in ("auto", "bf16", "none"):
             fail(f"amp must be 'auto', 'bf16' or 'none', got {self.amp!r}")
         if not isinstance(self.device, str) or not self.device:

@@ -21,7 +21,7 @@ from ..model import QTensorFormer
 from .checkpoint import write_json
 from .config import TrainConfig
 from .evaluate import PROTOCOL
-from .trainer import Trainer, TrainResult
+from .trainer import Trainer, TrainResult, dist_env
 
 __all__ = ["VARIANTS", "PreparedData", "compare", "model_config", "prepare_data", "train_one"]
 
@@ -112,7 +112,7 @@ def train_one(
     run_dir = Path(run_dir)
     info = {**data.info(), "model_config": model.config.to_dict(), "params": model.num_parameters()}
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume and dist_env()[1] == 0:
         write_json(run_dir / "run.json", {**info, "train_config": train_cfg.to_dict()})
     trainer = Trainer(
         model,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch import nn
 from ..data.batching import num_windows, train_batches
 from ..io import CheckpointError, load_state
 from ..tensor.layers import TTMatrix
+from .budget import BudgetController
 from .checkpoint import (
     latest_checkpoint,
     load_trainer_state,
@@ -30,6 +32,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .evaluate import PROTOCOL, EvalResult, evaluate
+from .pareto import ParetoPoint, ParetoTracker, measure_latency_ms
 
 __all__ = ["TrainResult", "Trainer", "TrainingDiverged", "lr_factor", "resolve_device"]
 
@@ -38,9 +41,20 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message says where and what was non-finite."""
 
 
+def dist_env() -> tuple[int, int, int]:
+    """(world size, rank, local rank) from the ``torchrun`` environment (1, 0, 0 alone)."""
+    return (
+        int(os.environ.get("WORLD_SIZE", "1")),
+        int(os.environ.get("RANK", "0")),
+        int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist_env()[2] if dist_env()[0] > 1 else 0)
+        return torch.device("cpu")
     dev = torch.device(spec)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
@@ -131,6 +145,7 @@ class Trainer:
         console: Console | None = None,
         quiet: bool = False,
         summary_table: bool = True,
+        energy_fn=None,
     ) -> None:
         self.model, self.config, self.tokenizer = model, config, tokenizer
         self.train_ids, self.valid_ids, self.test_ids = train_ids, valid_ids, test_ids
@@ -140,6 +155,27 @@ class Trainer:
         self.console = console or Console()
         self.quiet = quiet
         self.summary_table = summary_table
+        self.energy_fn = energy_fn  # (model, flops_per_token, seq_len) -> µJ per query
+        if config.max_energy_uj is not None and energy_fn is None:
+            raise ValueError(
+                "max_energy_uj needs an energy estimate per query: pass energy_fn to the Trainer "
+                "(the package's energy model is not available yet)"
+            )
+        self.pareto = ParetoTracker()
+        self.budget = (
+            BudgetController(
+                model, {"latency_ms": config.max_latency_ms, "energy_uj": config.max_energy_uj}
+            )
+            if hasattr(model, "blocks")
+            else None
+        )
+        self.world_size, self.rank, _ = dist_env()
+        self.is_main = self.rank == 0
+        if config.batch_size % self.world_size:
+            raise ValueError(
+                f"batch_size={config.batch_size} (the global batch) must be divisible by the "
+                f"{self.world_size} processes"
+            )
         self.device = resolve_device(config.device)
         amp = config.amp
         if amp == "auto":
@@ -173,11 +209,13 @@ class Trainer:
         return min(limits)
 
     def _log(self, record: dict) -> None:
+        if not self.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record, default=float) + "\n")
 
     def _print(self, *a) -> None:
-        if not self.quiet:
+        if not self.quiet and self.is_main:
             self.console.print(*a)
 
     def _eval(self, ids: torch.Tensor, split: str, max_tokens: int | None) -> EvalResult:
@@ -197,6 +235,18 @@ class Trainer:
         c = self.config
         model = self.model.to(self.device)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        ddp = self.world_size > 1
+        if ddp:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            fwd = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        else:
+            fwd = model
+        per_rank = c.batch_size // self.world_size
         torch.manual_seed(c.seed)
         opt = torch.optim.AdamW(param_groups(model, c.weight_decay), lr=c.lr, betas=(0.9, 0.95))
         total = self.total_steps
@@ -228,6 +278,7 @@ class Trainer:
             sched.load_state_dict(saved["scheduler"])
             st.update(saved["state"])
             set_rng_state(saved["rng"])
+            self._reload_pareto()
             self._print(f"[bold]Resumed[/] from {ckpt} at step {st['step']}")
         else:
             self._log({"event": "start", "config": c.to_dict(), **self.extra_summary})
@@ -263,7 +314,7 @@ class Trainer:
             disable=self.quiet or not c.progress,
             transient=False,
         )
-        window_loss, window_tokens, window_t = 0.0, 0, 0.0
+        window_loss, window_tokens, window_t, window_n = 0.0, 0, 0.0, 0
         with progress:
             task = progress.add_task("train", total=total, completed=st["step"], info="")
             while st["step"] < total and status == "completed":
@@ -276,6 +327,8 @@ class Trainer:
                     st["batch_in_epoch"],
                 ):
                     t0 = time.perf_counter()
+                    if ddp:  # this process's share of the global batch
+                        batch = batch[self.rank * per_rank : (self.rank + 1) * per_rank]
                     batch = batch.to(self.device)
                     model.train()
                     with torch.autocast(
@@ -283,8 +336,13 @@ class Trainer:
                         dtype=self.autocast_dtype or torch.bfloat16,
                         enabled=self.autocast_dtype is not None,
                     ):
-                        _, loss, stats = model(batch, labels=batch)
-                    if not torch.isfinite(loss):
+                        _, loss, stats = fwd(batch, labels=batch)
+                    seen_loss = loss.detach()
+                    if ddp:  # the global mean, and a non-finite loss anywhere stops every rank
+                        seen_loss = seen_loss.clone()
+                        dist.all_reduce(seen_loss)
+                        seen_loss /= self.world_size
+                    if not torch.isfinite(seen_loss):
                         status, message = "diverged", self._diagnose(loss, stats, st["step"] + 1)
                         break
                     opt.zero_grad(set_to_none=True)
@@ -302,19 +360,24 @@ class Trainer:
                     st["tokens"] += c.tokens_per_step
                     st["train_seconds"] += dt
                     lv = float(stats.lm_loss if stats.lm_loss is not None else loss.detach())
-                    losses.append(float(loss.detach()))
+                    if ddp and stats.lm_loss is not None:
+                        lm = stats.lm_loss.detach().clone()
+                        dist.all_reduce(lm)
+                        lv = float(lm) / self.world_size
+                    losses.append(float(seen_loss))
                     window_loss += lv
+                    window_n += 1
                     window_tokens += c.tokens_per_step
                     window_t += dt
                     if st["step"] % c.log_every == 0 or st["step"] == total:
-                        n = c.log_every if st["step"] % c.log_every == 0 else 1
+                        n = window_n
                         rec = {
                             "event": "train",
                             "step": st["step"],
                             "tokens": st["tokens"],
                             "lm_loss": window_loss / n,
                             "ppl": math.exp(min(window_loss / n, 700)),
-                            "loss": float(loss.detach()),
+                            "loss": float(seen_loss),
                             "lr": sched.get_last_lr()[0],
                             "grad_norm": float(gnorm),
                             "tokens_per_s": window_tokens / max(window_t, 1e-9),
@@ -326,7 +389,7 @@ class Trainer:
                             info=f"loss {rec['lm_loss']:.3f} ppl {rec['ppl']:.1f} "
                             f"{rec['tokens_per_s']:,.0f} tok/s",
                         )
-                        window_loss, window_tokens, window_t = 0.0, 0, 0.0
+                        window_loss, window_tokens, window_t, window_n = 0.0, 0, 0.0, 0
                     progress.update(task, completed=st["step"])
                     done = st["step"] >= total
                     if st["step"] % c.eval_every == 0 or done:
@@ -346,7 +409,9 @@ class Trainer:
                             break
                     if done:
                         break
-                    if budget_s is not None and time.perf_counter() - start_wall > budget_s:
+                    if budget_s is not None and self._agree(
+                        time.perf_counter() - start_wall > budget_s
+                    ):
                         status = "time_limit"
                         message = (
                             f"stopped by max_minutes={c.max_minutes} at step {st['step']} of "
@@ -359,14 +424,13 @@ class Trainer:
                     continue
                 break
         if status != "diverged" and saved_at != st["step"]:
-            last_ckpt = save_checkpoint(
-                self.run_dir, st["step"], model, self.tokenizer, trainer_state(), c.keep_last
-            )
+            last_ckpt = self._checkpoint(st["step"], model, trainer_state)
         if status == "diverged":
             self._log({"event": "diverged", "step": st["step"], "message": message})
-            self.console.print(f"[bold red]Training diverged:[/] {message}")
-            if last_ckpt is not None:
-                self.console.print(f"The last good checkpoint is kept: {last_ckpt}")
+            if self.is_main:
+                self.console.print(f"[bold red]Training diverged:[/] {message}")
+                if last_ckpt is not None:
+                    self.console.print(f"The last good checkpoint is kept: {last_ckpt}")
             return self._result(status, st, None, None, last_ckpt, message, losses)
         if message:
             self._print(f"[yellow]{message}[/]")
@@ -377,11 +441,43 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------ helpers
+    def _reload_pareto(self) -> None:
+        path = self.run_dir / "pareto.json"
+        if path.is_file():
+            for p in json.loads(path.read_text()).get("points", []):
+                self.pareto.add(ParetoPoint(**p))
+
+    def _checkpoint(self, step: int, model: nn.Module, trainer_state) -> Path:
+        """Save (main process only; the others wait) and return the checkpoint folder."""
+        path = self.run_dir / "checkpoints" / f"step-{step:07d}"
+        if self.is_main:
+            path = save_checkpoint(
+                self.run_dir, step, model, self.tokenizer, trainer_state(), self.config.keep_last
+            )
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return path
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every process when it is True on any (wall-clock decisions differ)."""
+        if self.world_size == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
     def _evaluate_and_track(self, st: dict) -> bool:
         """Validation estimate; keeps ``best/``; returns True when early stopping fires."""
         c = self.config
         t0 = time.perf_counter()
         ev = self._eval(self.valid_ids, "valid", c.eval_max_tokens)
+        latency, flops_tok = measure_latency_ms(self.model, c.seq_len, self.device)
+        energy = self.energy_fn(self.model, flops_tok, c.seq_len) if self.energy_fn else None
+        params = sum(p.numel() for p in self.model.parameters())
         rec = {
             "event": "eval",
             "split": "valid",
@@ -391,16 +487,40 @@ class Trainer:
             "ppl": ev.ppl,
             "eval_tokens": ev.tokens,
             "eval_seconds": time.perf_counter() - t0,
-            "params": sum(p.numel() for p in self.model.parameters()),
+            "params": params,
+            "flops_per_token": flops_tok,
+            "latency_ms": latency,
+            "energy_uj": energy,
         }
         self._log(rec)
+        on_front = self.pareto.add(
+            ParetoPoint(st["step"], ev.ppl, params, flops_tok, latency, energy, st["tokens"])
+        )
+        if self.is_main:
+            self.pareto.save(self.run_dir)
+        self._log(
+            {
+                "event": "pareto",
+                "step": st["step"],
+                "on_front": on_front,
+                "front_size": len(self.pareto.front),
+            }
+        )
+        if self.budget is not None:
+            for action in self.budget.update({"latency_ms": latency, "energy_uj": energy}):
+                self._log({"event": "budget", "step": st["step"], **action})
+                self._print(
+                    f"[magenta]budget[/] {action['metric']} {action['value']:.3g} > "
+                    f"{action['limit']:.3g}: {action['action']}"
+                )
         self._print(f"step {st['step']:,}: valid ppl {ev.ppl:.2f} (first {ev.tokens:,} tokens)")
         best = st["best_valid"]
         if best is None or ev.loss < best:
             st["best_valid"], st["bad_evals"] = ev.loss, 0
-            self.model.save_pretrained(self.run_dir / "best")
-            if self.tokenizer is not None:
-                self.tokenizer.save(self.run_dir / "best" / "tokenizer")
+            if self.is_main:
+                self.model.save_pretrained(self.run_dir / "best")
+                if self.tokenizer is not None:
+                    self.tokenizer.save(self.run_dir / "best" / "tokenizer")
             return False
         st["bad_evals"] += 1
         return c.patience is not None and st["bad_evals"] >= c.patience
@@ -463,7 +583,8 @@ class Trainer:
             "last_checkpoint": str(r.last_checkpoint) if r.last_checkpoint else None,
             **self.extra_summary,
         }
-        write_json(self.run_dir / "summary.json", summary)
+        if self.is_main:
+            write_json(self.run_dir / "summary.json", summary)
         self._log({"event": "end", **{k: v for k, v in summary.items() if k != "train_config"}})
         t = Table(title=f"Run summary: {self.run_dir}")
         t.add_column("metric")
