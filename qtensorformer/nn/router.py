@@ -75,6 +75,10 @@ class SelectiveQuantumRouter(nn.Module):
         if self.training and not bool(self.initialized) and hardness.numel():
             with torch.no_grad():
                 q = torch.quantile(hardness.detach().float().flatten(), 1 - self.route_fraction)
+                dist = torch.distributed
+                if dist.is_available() and dist.is_initialized():  # one θ for every process
+                    dist.all_reduce(q)
+                    q = q / dist.get_world_size()
                 self.threshold.fill_(float(q))
                 self.initialized.fill_(True)
         theta = self.threshold.to(hardness.dtype)

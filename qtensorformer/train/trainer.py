@@ -476,6 +476,12 @@ class Trainer:
         t0 = time.perf_counter()
         ev = self._eval(self.valid_ids, "valid", c.eval_max_tokens)
         latency, flops_tok = measure_latency_ms(self.model, c.seq_len, self.device)
+        if self.world_size > 1:  # every process acts on the same (mean) measurement
+            import torch.distributed as dist
+
+            lat = torch.tensor([latency], device=self.device, dtype=torch.float64)
+            dist.all_reduce(lat)
+            latency = float(lat) / self.world_size
         energy = self.energy_fn(self.model, flops_tok, c.seq_len) if self.energy_fn else None
         params = sum(p.numel() for p in self.model.parameters())
         rec = {
