@@ -139,6 +139,8 @@ def test_distill_to_kan_gives_a_classical_model_close_to_the_original(tmp_path):
     quantum_types = (DARUAN, QuantumFeatureEncoder, QuantumKernelAttention)
     assert not any(isinstance(m, quantum_types) for m in kan.modules())
     assert any(isinstance(m, DARUAN) for m in model.modules())  # original untouched
+    assert model.blocks[0].ffn.act.theta.dtype == torch.float32
+    assert kan.blocks[0].ffn.act.coef.dtype == torch.float32
     with torch.no_grad():
         a, b = model(ids)[0], kan(ids)[0]
     assert (a - b).abs().max() < 0.05 * a.abs().max()

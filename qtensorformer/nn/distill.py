@@ -58,15 +58,13 @@ def fit_bspline(
     if not hi > lo:
         raise ValueError(f"need hi > lo, got [{lo}, {hi}]")
     x = torch.linspace(lo, hi, points, dtype=torch.float64)
-    ref = act.double() if act.theta.dtype != torch.float64 else act
+    ref = copy.deepcopy(act).double()  # float64 reference; the caller's module is left as is
     Y = ref(x[:, None].expand(points, act.channels))  # (S, C)
     A = _design(x, lo, hi, grid)
     coef = torch.linalg.lstsq(A, Y).solution  # (G+3, C)
     xm = (x[1:] + x[:-1]) / 2  # held-out points
     err = (_design(xm, lo, hi, grid) @ coef - ref(xm[:, None].expand(-1, act.channels))).abs()
-    dtype = act.theta.dtype if act is not ref else torch.float64
-    if act is not ref:
-        act.to(dtype)  # restore the caller's precision (.double() converted in place)
+    dtype = act.theta.dtype
     spline = BSplineActivation(act.channels, grid, lo, hi).to(dtype)
     spline.coef.copy_(coef.T.to(dtype))
     return spline, {"max_abs_error": float(err.max()), "mean_abs_error": float(err.mean())}
