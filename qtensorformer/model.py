@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, fit_rank_to_budget
+from .nn._flops import linear_flops
 from .nn.block import QTensorFormerBlock
 from .nn.stats import ForwardStats
 from .tensor.layers import TTEmbedding, TTLinear, TTMatrix
@@ -147,8 +148,6 @@ class QTensorFormer(nn.Module):
         x = self.ln_f(x)
         logits = self.logits_from_hidden(x)
         if isinstance(self.embed, TTEmbedding):
-            from .nn._flops import linear_flops
-
             flops["lm_head"] = linear_flops(self.embed, T)
         else:
             flops["lm_head"] = 2 * T * c.d_model * c.vocab_size

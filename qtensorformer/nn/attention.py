@@ -51,6 +51,15 @@ def _gather_rows(sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return idx, valid
 
 
+def _gather_queries(q: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query rows (b, h, R, e) at positions ``rows`` (b, R) of q (b, h, n, e), and their causal
+    mask (b, 1, R, n): key j is allowed for the row at position i when j <= i."""
+    b, h, n, e = q.shape
+    qg = q.gather(2, rows[:, None, :, None].expand(b, h, rows.shape[1], e))
+    pos = torch.arange(n, device=q.device)
+    return qg, (pos[None, None, :] <= rows[:, :, None])[:, None]
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention; see the module docstring for the paths.
 
@@ -111,6 +120,7 @@ class CausalSelfAttention(nn.Module):
         circuits = 0
         entropy = route = None
         pos = torch.arange(n, device=x.device)
+        all_rows = pos.expand(b, n)  # every query position, for the ungathered quantum path
         want_entropy = need_entropy or (self.router is not None and hardness is None)
 
         if want_entropy or (self.quantum is None):
@@ -135,15 +145,11 @@ class CausalSelfAttention(nn.Module):
                     gq = route.gate.gather(1, qrows)[qvalid][:, None]
                     y = y.index_copy(0, flat, yq[qvalid] * gq)
             elif self.quantum is not None:  # entropy requested, every row on the quantum path
-                causal = (pos[None, :] <= pos[:, None])[None, None]
-                yq = self.quantum(q, k, v, causal)
-                flops, circuits = flops + self.quantum.last_flops, self.quantum.last_circuits
-                y = yq.transpose(1, 2).reshape(T, d)
+                y, fq, circuits = self._quantum_rows(q, k, v, all_rows)
+                y, flops = y.reshape(T, d), flops + fq
         elif self.router is None:  # every row on the quantum path
-            causal = (pos[None, :] <= pos[:, None])[None, None]
-            yq = self.quantum(q, k, v, causal)
-            flops, circuits = flops + self.quantum.last_flops, self.quantum.last_circuits
-            y = yq.transpose(1, 2).reshape(T, d)
+            y, fq, circuits = self._quantum_rows(q, k, v, all_rows)
+            y, flops = y.reshape(T, d), flops + fq
         else:  # routed by an external score: gather each set, run its path only
             route = self.router(hardness)
             parts_idx, parts_val = [], []
@@ -158,8 +164,7 @@ class CausalSelfAttention(nn.Module):
             crows, cvalid = _gather_rows(~route.routed)
             if crows.shape[1]:
                 R = crows.shape[1]
-                qc = q.gather(2, crows[:, None, :, None].expand(b, h, R, e))
-                allowed = (pos[None, None, :] <= crows[:, :, None])[:, None]  # (b, 1, R, n)
+                qc, allowed = _gather_queries(q, crows)
                 yc = F.scaled_dot_product_attention(qc, k, v, attn_mask=allowed)
                 flops += score_flops * R * n
                 gc = (1 - route.gate).gather(1, crows)[cvalid][:, None]
@@ -172,11 +177,9 @@ class CausalSelfAttention(nn.Module):
 
     def _quantum_rows(self, q, k, v, rows):
         """Quantum-kernel outputs (b, R, d) for gathered query positions ``rows`` (b, R)."""
-        b, h, n, e = q.shape
+        b, h, _, e = q.shape
         R = rows.shape[1]
-        qg = q.gather(2, rows[:, None, :, None].expand(b, h, R, e))  # (b, h, R, e)
-        pos = torch.arange(n, device=q.device)
-        allowed = (pos[None, None, :] <= rows[:, :, None])[:, None]  # (b, 1, R, n)
+        qg, allowed = _gather_queries(q, rows)
         yq = self.quantum(qg, k, v, allowed)  # (b, h, R, e)
         return (
             yq.transpose(1, 2).reshape(b, R, h * e),
