@@ -28,6 +28,15 @@ EOS, UNK = "<eos>", "<unk>"
 META = "qtf_tokenizer.json"
 
 
+def _save_meta(directory: str | Path, kind: str, **extra) -> Path:
+    """Create ``directory`` and write its tokenizer metadata; returns the folder."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "qtensorformer-tokenizer", "kind": kind, **extra}
+    (d / META).write_text(json.dumps(meta) + "\n")
+    return d
+
+
 class Tokenizer:
     """Interface shared by the tokenizers."""
 
@@ -126,10 +135,7 @@ class WordVocab(Tokenizer):
         return f"word-level, top-{self.vocab_size:,} words, the rest <unk>"
 
     def save(self, directory: str | Path) -> None:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        meta = {"format": "qtensorformer-tokenizer", "kind": "word", "max_size": self.max_size}
-        (d / META).write_text(json.dumps(meta) + "\n")
+        d = _save_meta(directory, "word", max_size=self.max_size)
         (d / "vocab.json").write_text(json.dumps(self.itos, ensure_ascii=False) + "\n")
 
 
@@ -198,9 +204,7 @@ class BPETokenizer(Tokenizer):
         return f"BPE ({self.vocab_size:,} tokens, trained on the train split)"
 
     def save(self, directory: str | Path) -> None:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / META).write_text(json.dumps({"format": "qtensorformer-tokenizer", "kind": "bpe"}))
+        d = _save_meta(directory, "bpe")
         self.tok.save(str(d / "tokenizer.json"))
 
 
@@ -244,9 +248,7 @@ class HFTokenizer(Tokenizer):
         return f"Hugging Face tokenizer from {self.path} ({self.vocab_size:,} tokens)"
 
     def save(self, directory: str | Path) -> None:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / META).write_text(json.dumps({"format": "qtensorformer-tokenizer", "kind": "hf"}))
+        d = _save_meta(directory, "hf")
         self.tok.save_pretrained(str(d / "hf_tokenizer"))
 
 
