@@ -119,6 +119,13 @@ def train(
         float | None,
         typer.Option(help="Latency budget per query (measured at each evaluation)."),
     ] = None,
+    max_energy_uj: Annotated[
+        float | None,
+        typer.Option(help="Energy budget per query, µJ (estimated on --energy-hardware)."),
+    ] = None,
+    energy_hardware: Annotated[
+        str, typer.Option(help="Hardware profile of the logged energy estimates.")
+    ] = "cpu_xeon",
     seed: int = 0,
     set_: SetOpt = None,
     out: Annotated[
@@ -167,6 +174,8 @@ def train(
                 eval_max_tokens=eval_max_tokens,
                 patience=patience,
                 max_latency_ms=max_latency_ms,
+                max_energy_uj=max_energy_uj,
+                energy_hardware=energy_hardware,
                 seed=seed,
                 device=device,
             )
@@ -351,6 +360,111 @@ def demo(
     names = [v.strip() for v in variants.split(",") if v.strip()]
     compare(names, "small", prepared, tcfg, Path(out), console=console, max_seq_len=64)
     console.print(f"Runs written to {out}/ (metrics.jsonl, checkpoints, summary.json each)")
+
+
+@app.command()
+def energy(
+    checkpoint: Annotated[
+        str | None,
+        typer.Argument(help="Model folder, checkpoint or run folder (else --preset/--variant)."),
+    ] = None,
+    hardware: Annotated[
+        str, typer.Option(help="Profile name(s), comma-separated, or 'all'.")
+    ] = "all",
+    preset: Annotated[str, typer.Option(help="Preset of a freshly built model.")] = "small",
+    variant: Annotated[str, typer.Option(help="Pillars of a freshly built model.")] = "all",
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary of a freshly built model.")] = 10000,
+    seq_len: Annotated[int, typer.Option(help="Tokens per query.")] = 128,
+    carbon_intensity: Annotated[
+        float, typer.Option(help="Grid gCO2/kWh (default: 2023 global average).")
+    ] = 480.0,
+    pue: Annotated[float, typer.Option(help="Facility power usage effectiveness.")] = 1.0,
+    utilisation: Annotated[
+        float | None, typer.Option(help="Override the assumed fraction of peak throughput.")
+    ] = None,
+    seed: int = 0,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Also write the estimates to this JSON file.")
+    ] = None,
+) -> None:
+    """Estimated energy, carbon and latency per query on each hardware profile, with the
+    measured latency on this machine beside them (FLOPs from a forward pass on random tokens)."""
+    import torch
+
+    from .energy import PROFILES, EnergyEstimator, measure_latency, model_flops
+
+    names = list(PROFILES) if hardware == "all" else [h.strip() for h in hardware.split(",")]
+    try:
+        if checkpoint is not None:
+            from .model import QTensorFormer
+
+            ckpt = _resolve_checkpoint(checkpoint)
+            model, source = QTensorFormer.from_pretrained(ckpt), str(ckpt)
+        else:
+            from .model import QTensorFormer
+            from .train.run import model_config
+
+            torch.manual_seed(seed)
+            model = QTensorFormer(model_config(variant, preset, vocab_size, max_seq_len=seq_len))
+            source = f"{preset}/{variant}, vocabulary {vocab_size:,}, untrained (seed {seed})"
+        if seq_len > model.config.max_seq_len:
+            _fail(f"--seq-len {seq_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
+        estimators = [
+            EnergyEstimator(n, carbon_intensity=carbon_intensity, pue=pue, utilisation=utilisation)
+            for n in names
+        ]
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    flops = model_flops(model, seq_len, seed=seed)
+    measured = measure_latency(model, seq_len)
+    t = Table(
+        title=f"Energy per query of {seq_len} tokens: {source}",
+        caption="ESTIMATES: FLOPs × J/FLOP of each profile (power / (peak × utilisation); "
+        "derivations in docs/ENERGY.md); carbon at "
+        f"{carbon_intensity:g} gCO2/kWh, PUE {pue:g}. Measured latency on this machine: "
+        f"{measured:.2f} ms.",
+    )
+    for col in (
+        "hardware",
+        "pJ/FLOP",
+        "energy µJ (est.)",
+        "carbon µg (est.)",
+        "latency ms (est.)",
+        "QPU circuits",
+    ):
+        t.add_column(col, justify="left" if col == "hardware" else "right")
+    rows = []
+    for est in estimators:
+        e = est.estimate(flops)
+        rows.append(e.to_dict())
+        t.add_row(
+            e.hardware,
+            f"{e.joules_per_flop * 1e12:.3g}",
+            f"{e.energy_uj:,.4g}",
+            f"{e.carbon_ug:,.4g}",
+            f"{e.latency_ms:,.4g}",
+            f"{e.qpu_circuits:,}" if est.profile.kind == "qpu" else "-",
+        )
+    console.print(t)
+    f = Table(title=f"FLOPs of the query (forward, {flops.per_token:,.0f} per token)")
+    f.add_column("module")
+    f.add_column("FLOPs", justify="right")
+    f.add_column("share", justify="right")
+    for k, v in flops.by_module.items():
+        f.add_row(k, f"{v:,}", f"{v / max(flops.total, 1):.1%}")
+    console.print(f)
+    if json_out:
+        from .train.checkpoint import write_json
+
+        payload = {
+            "source": source,
+            "seq_len": seq_len,
+            "flops": flops.to_dict(),
+            "measured_latency_ms": measured,
+            "estimates": rows,
+        }
+        write_json(Path(json_out), payload)
+        console.print(f"wrote {json_out}")
 
 
 @app.command()

@@ -139,6 +139,10 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu"):
     with torch.device("meta"):
         model = QTensorFormer(config)
     expected = model.state_dict()
+    # files written before the router target became a buffer: it equals the config's value
+    for k in expected:
+        if k.endswith("router.target_fraction") and k not in state:
+            state[k] = torch.tensor(float(config.route_fraction))
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:

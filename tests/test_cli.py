@@ -66,6 +66,25 @@ def test_train_eval_generate_resume(tmp_path):
     r = runner.invoke(app, ["generate", str(run), "--prompt", "the bank", "--max-new-tokens", "5"])
     assert r.exit_code == 0, r.output
     assert "the bank" in r.output
+    est = tmp_path / "energy.json"
+    r = runner.invoke(app, ["energy", str(run), "--seq-len", "32", "--json", str(est)])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "ESTIMATES" in text and "Measured latency on this machine" in text
+    payload = json.loads(est.read_text())
+    assert [e["hardware"] for e in payload["estimates"]] == [
+        "edge_mobile",
+        "cpu_xeon",
+        "apple_m2",
+        "gpu_a100",
+        "edge_tpu",
+        "quantum_sim",
+        "ibm_quantum",
+    ]
+    assert all(e["energy_uj"] > 0 for e in payload["estimates"])
+    assert payload["flops"]["encoder_circuits"] == info["model_config"]["n_layers"] * 32
+    r = runner.invoke(app, ["energy", str(run), "--seq-len", "4096"])
+    assert r.exit_code == 2 and "max_seq_len" in r.output
     # resume a run whose schedule is longer: edit its saved config to 6 steps
     info["train_config"]["max_steps"] = 6
     (run / "run.json").write_text(json.dumps(info))
@@ -89,6 +108,8 @@ def test_cli_errors_are_clear(tmp_path):
         app, ["train", "--data", "synthetic", "--set", "n_layer=3", "--out", str(tmp_path / "y")]
     )
     assert r.exit_code == 2 and "not a ModelConfig field" in r.output
+    r = runner.invoke(app, ["energy", "--hardware", "toaster"])
+    assert r.exit_code == 2 and "unknown hardware profile" in r.output
 
 
 def test_info_runs():

@@ -96,3 +96,31 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         model.save_pretrained(path)
     assert (path / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_loads_files_written_before_the_router_target_was_a_buffer(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from qtensorformer.io import FORMAT, FORMAT_VERSION
+
+    cfg = ModelConfig(
+        vocab_size=40,
+        d_model=16,
+        n_heads=2,
+        n_layers=2,
+        tt_rank=4,
+        use_quantum_attention=True,
+        use_selective_routing=True,
+        route_fraction=0.3,
+    )
+    model = QTensorFormer(cfg)
+    model.save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    state = {k: v for k, v in load_file(path).items() if not k.endswith("target_fraction")}
+    assert len(state) < len(model.state_dict())
+    save_file(state, path, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    back = QTensorFormer.from_pretrained(tmp_path)
+    assert all(b.attn.router.route_fraction == pytest.approx(0.3) for b in back.blocks)
+    ids = torch.randint(0, 40, (2, 12))
+    model.eval(), back.eval()
+    torch.testing.assert_close(back(ids)[0], model(ids)[0])

@@ -284,7 +284,7 @@ def test_latency_budget_adjusts_router_and_rank(tmp_path, data):
     assert back.blocks[0].attn.router.route_fraction == pytest.approx(0.2 * 0.8**2)
 
 
-def test_budget_without_knob_and_energy_without_estimator(tmp_path, data):
+def test_budget_without_knob(tmp_path, data):
     vocab, ids = data
     cfg = _cfg(max_latency_ms=1e-6)
     Trainer(_model(vocab), ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
@@ -294,9 +294,36 @@ def test_budget_without_knob_and_energy_without_estimator(tmp_path, data):
         if r["event"] == "budget"
     ]
     assert len(actions) == 1 and actions[0]["action"].startswith("none")
+
+
+def test_energy_budget_uses_the_estimator_and_lowers_energy(tmp_path, data):
+    from qtensorformer.energy import EnergyEstimator, model_flops
+
+    vocab, ids = data
+    model = _model(
+        vocab, use_quantum_attention=True, use_selective_routing=True, use_adaptive_rank=True
+    )
+    cfg = _cfg(max_energy_uj=1e-3, energy_hardware="gpu_a100")  # every evaluation over budget
+    Trainer(model, ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
+    recs = list(map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()))
+    evals = [r for r in recs if r["event"] == "eval"]
+    actions = [r for r in recs if r["event"] == "budget"]
+    assert all(r["energy_uj"] > 0 for r in evals)
+    assert actions and all(a["metric"] == "energy_uj" for a in actions)
+    # the logged number is the estimator's, on the profile the config names
+    est = EnergyEstimator("gpu_a100").estimate(model_flops(model, cfg.seq_len)).energy_uj
+    assert est == pytest.approx(evals[-1]["energy_uj"], rel=0.5)
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    assert all(p["energy_uj"] > 0 for p in pareto["points"])
+
+
+def test_energy_config_errors(tmp_path, data):
+    vocab, ids = data
+    with pytest.raises(ValueError, match="energy_hardware"):
+        _cfg(energy_hardware="toaster")
     with pytest.raises(ValueError, match="energy_fn"):
         Trainer(
-            _model(vocab),
+            torch.nn.Linear(2, 2),
             ids["train"],
             ids["valid"],
             _cfg(max_energy_uj=5.0),

@@ -98,6 +98,7 @@ class CausalSelfAttention(nn.Module):
         self.quantum = quantum
         self.router = router
         self.last_flops = 0
+        self.last_sim_flops = 0
         self.last_circuits = 0
 
     def _softmax_full(self, q, k, v):
@@ -118,6 +119,7 @@ class CausalSelfAttention(nn.Module):
         flops = linear_flops(self.qkv, T) + linear_flops(self.out, T)
         score_flops = (4 * e + SOFTMAX_FLOPS) * b * h  # per (query row, key) pair
         circuits = 0
+        self.last_sim_flops = 0  # the circuit-simulation share, added by _quantum_rows
         entropy = route = None
         pos = torch.arange(n, device=x.device)
         all_rows = pos.expand(b, n)  # every query position, for the ungathered quantum path
@@ -181,6 +183,7 @@ class CausalSelfAttention(nn.Module):
         R = rows.shape[1]
         qg, allowed = _gather_queries(q, rows)
         yq = self.quantum(qg, k, v, allowed)  # (b, h, R, e)
+        self.last_sim_flops += self.quantum.last_sim_flops
         return (
             yq.transpose(1, 2).reshape(b, R, h * e),
             self.quantum.last_flops,

@@ -99,7 +99,8 @@ class QTensorFormerBlock(nn.Module):
             q = cfg.n_qubits
             ec = self.encoder.config
             st.circuits_encoder = T
-            st.flops["encoder"] = 4 * T * d * q + circuit_flops(
+            st.flops["encoder"] = 4 * T * d * q  # the two projections
+            st.flops["encoder_circuits"] = circuit_flops(
                 q, T, ec.n_layers, ec.ansatz, ec.scheme, ec.reupload, ec.entropy
             )
             if self.quantum_score:
@@ -110,7 +111,9 @@ class QTensorFormerBlock(nn.Module):
         need_att_entropy = self.needs_score and cfg.entropy_source == "attention"
         a = self.attn(self.ln1(x), hardness, need_entropy=need_att_entropy)
         x = x + self.drop(a.y)
-        st.flops["attention"] = self.attn.last_flops
+        st.flops["attention"] = self.attn.last_flops - self.attn.last_sim_flops
+        if self.attn.quantum is not None:
+            st.flops["attention_circuits"] = self.attn.last_sim_flops
         st.circuits_attention = self.attn.last_circuits
         if need_att_entropy:
             score = a.entropy

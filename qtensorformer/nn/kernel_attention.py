@@ -75,6 +75,7 @@ class QuantumKernelAttention(nn.Module):
         self.log_temperature = nn.Parameter(torch.full((h,), math.log(init_temperature)))
         self.last_circuits = 0
         self.last_flops = 0
+        self.last_sim_flops = 0
 
     def states(self, x: torch.Tensor, proj: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Encoded states (b, h, m, D) of rows x (b, h, m, e)."""
@@ -105,11 +106,14 @@ class QuantumKernelAttention(nn.Module):
         states = b * h * (R + n)
         self.last_circuits = states
         D = 1 << self.n_qubits
-        self.last_flops = (
-            2 * states * e * self.n_qubits  # angle projections
-            + circuit_flops(self.n_qubits, states, self.n_layers, self.ansatz, "ry", True, None)
+        self.last_sim_flops = (  # state-vector simulation: circuits, re-encoding, overlaps
+            circuit_flops(self.n_qubits, states, self.n_layers, self.ansatz, "ry", True, None)
             + states * self.n_qubits * D * 4  # the final re-encoding (2×2 gates on each wire)
             + 2 * b * h * R * n * D  # overlaps
+        )
+        self.last_flops = (
+            self.last_sim_flops
+            + 2 * states * e * self.n_qubits  # angle projections
             + 2 * b * h * R * n * e  # att @ v
         )
         return out

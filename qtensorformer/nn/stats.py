@@ -21,7 +21,8 @@ class LayerStats:
     see ``fixed_rank``); ``routed`` (b, n) bool: tokens that took the quantum-kernel attention
     path (None when no routing); ``circuits_encoder`` / ``circuits_attention``: circuit
     simulations actually run (one per state prepared); ``flops``: forward FLOPs actually spent
-    by the block, per module.
+    by the block, per module; the keys ending in ``_circuits`` hold the state-vector simulation
+    share (circuits, overlaps), the others the classical layers.
     """
 
     entropy: torch.Tensor | None = None
@@ -63,6 +64,11 @@ class ForwardStats:
     @property
     def total_flops(self) -> int:
         return sum(self.flops.values())
+
+    @property
+    def simulation_flops(self) -> int:
+        """FLOPs spent simulating circuits (the ``*_circuits`` entries of ``flops``)."""
+        return sum(v for k, v in self.flops.items() if k.endswith("_circuits"))
 
     @property
     def circuits(self) -> int:

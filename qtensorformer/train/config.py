@@ -17,7 +17,8 @@ class TrainConfig:
     (linear warm-up, cosine decay to ``min_lr_ratio``·lr) spans it. ``max_minutes`` stops
     earlier on the wall clock (the schedule is then cut short, and the log says so).
     ``max_latency_ms`` (measured per query of ``seq_len`` tokens at each evaluation) and
-    ``max_energy_uj`` (estimated; needs an energy estimator) are held by a
+    ``max_energy_uj`` (estimated per query on the ``energy_hardware`` profile of
+    :mod:`qtensorformer.energy`; every evaluation logs that estimate) are held by a
     :class:`~qtensorformer.train.budget.BudgetController`.
 
     Example:
@@ -41,6 +42,7 @@ class TrainConfig:
     eval_batch_size: int = 32
     max_latency_ms: float | None = None
     max_energy_uj: float | None = None
+    energy_hardware: str = "cpu_xeon"
     patience: int | None = None
     seed: int = 0
     keep_last: int = 3
@@ -79,6 +81,13 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 fail(f"{name} must be > 0 or None, got {v!r}")
+        from ..energy.profiles import PROFILES
+
+        if self.energy_hardware not in PROFILES:
+            fail(
+                f"energy_hardware must be one of {', '.join(PROFILES)}, "
+                f"got {self.energy_hardware!r}"
+            )
         if self.amp not in ("auto", "bf16", "none"):
             fail(f"amp must be 'auto', 'bf16' or 'none', got {self.amp!r}")
         if not isinstance(self.device, str) or not self.device:

@@ -155,12 +155,16 @@ class Trainer:
         self.console = console or Console()
         self.quiet = quiet
         self.summary_table = summary_table
-        self.energy_fn = energy_fn  # (model, flops_per_token, seq_len) -> µJ per query
+        if energy_fn is None and hasattr(model, "blocks") and hasattr(model, "config"):
+            from ..energy import EnergyEstimator
+
+            energy_fn = EnergyEstimator(config.energy_hardware)
         if config.max_energy_uj is not None and energy_fn is None:
             raise ValueError(
-                "max_energy_uj needs an energy estimate per query: pass energy_fn to the Trainer "
-                "(the package's energy model is not available yet)"
+                "max_energy_uj needs an energy estimate per query: pass energy_fn="
+                "(model, flops_per_token, seq_len) -> µJ to the Trainer for this model type"
             )
+        self.energy_fn = energy_fn  # (model, flops_per_token, seq_len) -> µJ per query
         self.pareto = ParetoTracker()
         self.budget = (
             BudgetController(
