@@ -362,6 +362,37 @@ def demo(
     console.print(f"Runs written to {out}/ (metrics.jsonl, checkpoints, summary.json each)")
 
 
+@app.command("export")
+def export_cmd(
+    checkpoint: Annotated[str, typer.Argument(help="Model folder, checkpoint or run folder.")],
+    onnx: Annotated[str, typer.Option("--onnx", help="Output .onnx file.")],
+    verify: Annotated[
+        bool, typer.Option(help="Run the file in onnxruntime and compare logits with torch.")
+    ] = True,
+    atol: Annotated[float, typer.Option(help="Largest allowed logit difference.")] = 1e-4,
+) -> None:
+    """Export a model to ONNX (input_ids → logits, dynamic batch and length), checked in
+    onnxruntime against torch."""
+    from .export import ExportError, export_onnx
+    from .model import QTensorFormer
+
+    ckpt = _resolve_checkpoint(checkpoint)
+    try:
+        model = QTensorFormer.from_pretrained(ckpt)
+        res = export_onnx(model, onnx, verify=verify, atol=atol)
+    except (ExportError, ValueError, ImportError, FileNotFoundError, RuntimeError) as e:
+        _fail(str(e))
+    params = sum(p.numel() for p in model.parameters())
+    msg = f"wrote {res['path']} ({res['bytes'] / 1e6:.2f} MB; {params:,} parameters"
+    msg += f", {params * 4 / 1e6:.2f} MB in float32)"
+    console.print(msg)
+    if res["max_abs_diff"] is not None:
+        console.print(
+            f"onnxruntime vs torch: largest logit difference {res['max_abs_diff']:.2e} "
+            f"(atol {atol:g}, two input shapes)"
+        )
+
+
 @app.command()
 def energy(
     checkpoint: Annotated[

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._tracing import tracing
 from .config import ModelConfig, fit_rank_to_budget
 from .nn._flops import linear_flops
 from .nn.block import QTensorFormerBlock
@@ -106,7 +107,7 @@ class QTensorFormer(nn.Module):
                 f"sequence length {ids.shape[1]} exceeds max_seq_len={c.max_seq_len}; "
                 "crop the input or build the model with a larger max_seq_len"
             )
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= c.vocab_size):
+        if not tracing() and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= c.vocab_size):
             raise ValueError(
                 f"token ids must lie in [0, {c.vocab_size}) (vocab_size), got range "
                 f"[{int(ids.min())}, {int(ids.max())}]; is the tokenizer's vocabulary larger "

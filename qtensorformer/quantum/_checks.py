@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .._tracing import tracing
+
 #: Largest register the state-vector simulator accepts (2**12 amplitudes per state).
 MAX_QUBITS = 12
 
@@ -40,7 +42,9 @@ def n_qubits_of(states: torch.Tensor, name: str = "states") -> int:
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:
-    """Raise ``ValueError`` if ``t`` holds NaN or inf."""
+    """Raise ``ValueError`` if ``t`` holds NaN or inf (skipped while tracing for export)."""
+    if tracing():
+        return
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or inf values; circuit inputs must be finite")
 

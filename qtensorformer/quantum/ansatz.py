@@ -16,10 +16,9 @@ The weights do not depend on the input, so a stack of layers is one operator in 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
+from .._tracing import tensor_cache
 from ._checks import check_n_qubits, check_real, complex_dtype_for, n_qubits_of, real_dtype_for
 from .gates import apply_single_qubit, ring_permutation, rot_matrix, ry_matrix
 
@@ -88,7 +87,7 @@ def _check_weights(weights: torch.Tensor, ansatz: str, n_qubits: int) -> None:
         )
 
 
-@lru_cache(maxsize=256)
+@tensor_cache
 def _index_tensor(perm: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.tensor(perm, dtype=torch.long, device=device)
 

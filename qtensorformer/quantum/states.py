@@ -6,10 +6,9 @@ Wire 0 is the most significant bit of the state index (PennyLane's order).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
+from .._tracing import tensor_cache
 from ._checks import check_finite, check_n_qubits, check_real, n_qubits_of
 from .gates import apply_single_qubit, ry_matrix, rz_matrix
 
@@ -129,12 +128,11 @@ def probabilities(states: torch.Tensor) -> torch.Tensor:
     return states.square()
 
 
-@lru_cache(maxsize=64)
+@tensor_cache
 def _z_signs(n_qubits: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    idx = torch.arange(1 << n_qubits, device=device)
-    shifts = torch.arange(n_qubits - 1, -1, -1, device=device)
-    bits = (idx.unsqueeze(-1) >> shifts) & 1  # (D, q), column i = bit of wire i
-    return (1 - 2 * bits).to(dtype)
+    q = n_qubits
+    signs = [[1 - 2 * ((k >> (q - 1 - i)) & 1) for i in range(q)] for k in range(1 << q)]
+    return torch.tensor(signs, dtype=dtype, device=device)  # (D, q), column i = wire i
 
 
 def expval_z(states: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._tracing import tracing
 from .factorize import check_modes, default_n_modes, factorize
 from .tt import _full_ranks, tt_build_flops, tt_num_params, tt_split_flops, tt_svd, tt_to_dense
 
@@ -151,7 +152,7 @@ class TTMatrix(nn.Module):
 
     # ------------------------------------------------------------------ dense W
     def _can_cache(self) -> bool:
-        if self.training:
+        if self.training or tracing():  # a traced call must build W from the cores
             return False
         return not (torch.is_grad_enabled() and any(c.requires_grad for c in self.cores))
 
@@ -435,7 +436,11 @@ class TTEmbedding(TTMatrix):
     def forward(self, ids: torch.Tensor, rank: int | None = None) -> torch.Tensor:
         if ids.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"token ids must be an integer tensor, got {ids.dtype}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_embeddings):
+        if (
+            not tracing()
+            and ids.numel()
+            and (int(ids.min()) < 0 or int(ids.max()) >= self.num_embeddings)
+        ):
             raise ValueError(
                 f"token ids must lie in [0, {self.num_embeddings}), got range "
                 f"[{int(ids.min())}, {int(ids.max())}]"
