@@ -394,6 +394,72 @@ def export_cmd(
 
 
 @app.command()
+def explain(
+    checkpoint: Annotated[str, typer.Argument(help="Model folder, checkpoint or run folder.")],
+    text: Annotated[str, typer.Option(help="Text to run through the model.")],
+    layer: Annotated[
+        list[int] | None, typer.Option(help="Layer(s) to tabulate (default: all).")
+    ] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the audit trail to this JSON file.")
+    ] = None,
+    explainer_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible endpoint (e.g. http://host:8000/v1); optional."),
+    ] = None,
+    explainer_model: Annotated[str, typer.Option(help="Model name for the endpoint.")] = "default",
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the endpoint's API key.")
+    ] = "QTF_EXPLAINER_API_KEY",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the endpoint.")] = 30.0,
+) -> None:
+    """Per-token audit of routing and rank decisions on a text, with plain-language
+    explanations (templates; an LLM endpoint when given, falling back to templates)."""
+    import torch
+
+    from .data import load_tokenizer
+    from .explain import LLMExplainer, explain_budget, explain_trail
+    from .model import QTensorFormer
+
+    ckpt = _resolve_checkpoint(checkpoint)
+    try:
+        model = QTensorFormer.from_pretrained(ckpt)
+        tok = load_tokenizer(ckpt / "tokenizer") if (ckpt / "tokenizer").is_dir() else None
+        ids = tok.encode(text) if tok is not None else [int(t) for t in text.split()]
+        if not ids:
+            _fail("--text gives no tokens")
+        ids = ids[: model.config.max_seq_len]
+        trail = model.audit(torch.tensor(ids), tok)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    for li in layer if layer else range(trail.n_layers):
+        if not 0 <= li < trail.n_layers:
+            _fail(f"--layer {li} out of range: the model has {trail.n_layers} layers")
+        console.print(trail.table(li))
+    events = []
+    for d in (ckpt, ckpt.parent, ckpt.parent.parent):
+        if (d / "metrics.jsonl").is_file():
+            lines = (d / "metrics.jsonl").read_text().splitlines()
+            events = [e for e in map(json.loads, lines) if e.get("event") == "budget"]
+            break
+    if explainer_url:
+        try:
+            ex = LLMExplainer(explainer_url, explainer_model, api_key_env, timeout)
+        except ValueError as e:
+            _fail(str(e))
+        res = ex.explain(trail, events)
+        if res.source != "llm":
+            console.print(f"[yellow]explainer unavailable ({res.error}); template explanations:[/]")
+        console.print(res.text)
+    else:
+        for line in explain_trail(trail) + explain_budget(events):
+            console.print(line)
+    if json_out:
+        trail.save(json_out)
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
 def energy(
     checkpoint: Annotated[
         str | None,

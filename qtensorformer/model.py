@@ -168,6 +168,15 @@ class QTensorFormer(nn.Module):
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
+    def audit(self, input_ids: torch.Tensor, tokenizer=None):
+        """Every routing and rank decision of an eval forward on ``input_ids`` ((n,) or
+        (b, n)), per layer and token: token text (with ``tokenizer``), entropy, threshold,
+        path, rank and FLOPs. Returns an :class:`~qtensorformer.explain.AuditTrail`
+        (``.save(path)`` writes JSON, ``.table(layer)`` a rich table)."""
+        from .explain import audit
+
+        return audit(self, input_ids, tokenizer)
+
     def generate(
         self,
         input_ids: torch.Tensor,
