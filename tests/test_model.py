@@ -356,3 +356,21 @@ def test_dense_flops_close_to_torch_flop_counter():
     counted += cfg.n_layers * 4 * b * h * n * n * e  # q kᵀ and p v of causal SDPA (full n×n)
     ours = stats.total_flops  # also counts biases, softmax and GELU (estimates)
     assert counted <= ours <= 1.1 * counted, (counted, ours)
+
+
+def test_router_penalty_holds_the_hard_fraction_at_its_target():
+    """Scores packed in a narrow band: the soft gate's mean and the routed fraction differ
+    widely there, and the penalty must steer the routed (hard) fraction."""
+    from qtensorformer.nn import SelectiveQuantumRouter
+
+    h = 0.5 + 0.1 * torch.rand(4096)
+    router = SelectiveQuantumRouter(route_fraction=0.2, tau=0.1, init_threshold=0.45)
+    router.initialized.fill_(True)  # start from θ below every score: all routed
+    opt = torch.optim.Adam(router.parameters(), lr=2e-3)
+    for _ in range(300):
+        out = router(h)
+        opt.zero_grad()
+        out.aux_loss.backward()
+        opt.step()
+    frac = float(router(h).routed.float().mean())
+    assert abs(frac - 0.2) < 0.05, frac

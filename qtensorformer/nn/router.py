@@ -4,7 +4,8 @@ Index legend: b batch, n sequence.
 
 Hardness h_t = S_t / S_max ∈ [0, 1]. Forward: the hard decision h_t > θ (θ learnable).
 Backward: straight-through, with the gradient of the soft gate sigmoid((h_t − θ)/τ). An
-auxiliary loss (mean soft gate − target)² holds the routed fraction near ``route_fraction``.
+auxiliary loss (routed fraction − target)², with the same straight-through gradient, holds the
+routed fraction near ``route_fraction``.
 θ starts data-dependent: the first training batch sets it to the (1 − route_fraction) quantile
 of its hardness (like ActNorm's init), so routing starts at the target fraction whatever the
 score's distribution; the ``initialized`` buffer is saved with the model.
@@ -85,7 +86,9 @@ class SelectiveQuantumRouter(nn.Module):
         soft = torch.sigmoid((hardness - theta) / self.tau)
         routed = hardness > theta
         gate = routed.to(hardness.dtype) + (soft - soft.detach())
-        aux = (soft.mean() - self.target_fraction.to(soft.dtype)).square()
+        # the penalty sees the hard fraction in value (the soft gate's mean can sit at the
+        # target while far fewer tokens are routed) and the soft gate's gradient
+        aux = (gate.mean() - self.target_fraction.to(soft.dtype)).square()
         return RouterOutput(routed, gate, soft, aux)
 
     def extra_repr(self) -> str:
