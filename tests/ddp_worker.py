@@ -10,7 +10,7 @@ import json
 import sys
 
 
-def main(out: str, run_dir: str) -> None:
+def main(out: str, run_dir: str, variant: str = "plain") -> None:
     import torch
 
     from qtensorformer import ModelConfig, QTensorFormer
@@ -30,6 +30,11 @@ def main(out: str, run_dir: str) -> None:
         max_seq_len=32,
         tt_rank=4,
         dropout=0.0,
+        **(
+            dict(use_quantum_attention=True, use_selective_routing=True, use_adaptive_rank=True)
+            if variant == "routed"
+            else {}
+        ),
     )
     model = QTensorFormer(cfg)
     tcfg = TrainConfig(
@@ -44,10 +49,13 @@ def main(out: str, run_dir: str) -> None:
     )
     trainer = Trainer(model, ids["train"], ids["valid"], tcfg, run_dir, vocab, quiet=True)
     res = trainer.fit()
+    thresholds = [float(b.attn.router.threshold) for b in model.blocks if b.attn.router]
+    with open(f"{out}.rank{trainer.rank}", "w") as f:
+        json.dump(thresholds, f)
     if trainer.is_main:
         with open(out, "w") as f:
             json.dump({"losses": res.losses, "world": trainer.world_size}, f)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

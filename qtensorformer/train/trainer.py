@@ -245,8 +245,13 @@ class Trainer:
 
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            # with routing, a process whose batch routes no token leaves the quantum path's
+            # parameters without gradients in that step
+            routed = bool(getattr(getattr(model, "config", None), "use_selective_routing", False))
             fwd = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=routed,
             )
         else:
             fwd = model
