@@ -74,8 +74,10 @@ class ModelConfig:
     takes the entropy of the token's causal attention distribution (averaged over heads).
     The rank scheduler uses r_t = clip(r_min + round(α·S_t), r_min, r_max) with
     ``rank_alpha`` α (None: α = (r_max − r_min) / S_max, so the whole entropy range spans the
-    rank range). ``kan_grid`` marks a model whose DARUANs were distilled to B-spline KANs
-    with that many intervals (see :func:`~qtensorformer.nn.distill_to_kan`).
+    rank range). ``qkan_base`` gives each DARUAN the QKAN layer's SiLU base branch and
+    post-activation scale and shift (configs saved without the field load with it off).
+    ``kan_grid`` marks a model whose DARUANs were distilled to B-spline KANs with that many
+    intervals (see :func:`~qtensorformer.nn.distill_to_kan`).
 
     Example:
         >>> cfg = ModelConfig(vocab_size=10000, hidden_dim=128, n_layers=3, tt_rank=4)
@@ -117,6 +119,7 @@ class ModelConfig:
     rank_cost_weight: float = 0.01
     kernel_norm: str = "rowsum"
     qkan_reps: int = 2
+    qkan_base: bool = True
     kan_grid: int | None = None
     max_params: int | None = None
     init_std: float = 0.02
@@ -146,7 +149,7 @@ class ModelConfig:
         for name in ("d_ff", "embedding_rank", "r_max", "max_params", "kan_grid"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
-        for name in PILLARS:
+        for name in (*PILLARS, "qkan_base"):
             if not isinstance(getattr(self, name), bool):
                 fail(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.d_ff is None:
@@ -275,6 +278,8 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig: unknown field(s) {unknown}; known fields are {sorted(names)}"
             )
+        if "qkan_base" not in d:  # configs saved before the base branch existed
+            d = {**d, "qkan_base": False}
         return cls(**d)
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -363,9 +368,10 @@ def count_parameters(config: ModelConfig) -> dict[str, int]:
         ffn = d * f + f + f * d + d
     out["ffn"] = L * ffn
     if c.kan_grid is not None:  # distilled B-spline KAN: G + 3 coefficients per channel
-        out["activation"] = L * f * (c.kan_grid + 3)
-    elif c.use_qkan:  # DARUAN: θ (r+1, 2), w (r), b (r) per channel
-        out["activation"] = L * f * (2 * (c.qkan_reps + 1) + 2 * c.qkan_reps)
+        out["activation"] = L * f * (c.kan_grid + 3 + (1 if c.qkan_base else 0))
+    elif c.use_qkan:  # DARUAN: θ (r+1, 2), w (r), b (r) per channel (+ β, a, c with the base)
+        per = 2 * (c.qkan_reps + 1) + 2 * c.qkan_reps + (3 if c.qkan_base else 0)
+        out["activation"] = L * f * per
     else:
         out["activation"] = 0
     out["norms"] = L * 4 * d + 2 * d

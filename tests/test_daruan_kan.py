@@ -159,3 +159,49 @@ def test_distill_warns_when_circuits_remain():
     assert any("still simulates" in str(x.message) for x in w)
     with pytest.raises(ValueError, match="no DARUAN"):
         distill_to_kan(QTensorFormer(ModelConfig.dense(vocab_size=20, d_model=16, n_heads=2)))
+
+
+def test_daruan_base_branch_is_silu_plus_scaled_circuit():
+    """QKAN's layer form: β·SiLU(x) + a·⟨Z⟩(x) + c, the circuit unchanged (state vectors)."""
+    act = DARUAN(4, 2, base=True).double()
+    with torch.no_grad():
+        for p in (act.theta, act.w, act.b, act.base_weight, act.post_weight, act.post_bias):
+            p.normal_()
+    x = 2 * torch.randn(6, 4, dtype=torch.float64)
+    z = _reference(act, x)
+    torch.testing.assert_close(act.expval(x), z, rtol=0, atol=1e-12)
+    want = act.base_weight * torch.nn.functional.silu(x) + act.post_weight * z + act.post_bias
+    torch.testing.assert_close(act(x), want, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: act(t), x[:2].clone().requires_grad_())
+    # at initialisation the circuit part is small: the activation starts close to 0.5·SiLU
+    fresh = DARUAN(256, 2, base=True).double()
+    y = torch.randn(64, 256, dtype=torch.float64)
+    dev = (fresh(y) - 0.5 * torch.nn.functional.silu(y)).abs().mean()
+    assert float(dev) < 0.2  # (θ uniform in [-π, π], the plain DARUAN, gives about 0.5)
+
+
+def test_distilled_base_daruan_keeps_the_silu_branch_exactly():
+    act = DARUAN(8, 2, base=True)
+    with torch.no_grad():
+        act.theta.normal_()
+        act.base_weight.uniform_(0.2, 1.0)
+    spline, err = fit_bspline(act, -4.0, 4.0, grid=32)
+    assert spline.base and err["max_abs_error"] < 2e-2
+    torch.testing.assert_close(spline.base_weight, act.base_weight)
+    x = torch.linspace(-4, 4, 101)[:, None].expand(-1, 8)
+    assert float((spline(x) - act(x)).abs().max()) < 3e-2
+    # outside the fitted interval only the bounded circuit part can be off: |a| + |c| + spline
+    far = torch.full((3, 8), 9.0)
+    bound = act.post_weight.abs() + act.post_bias.abs() + spline.coef.abs().max(1).values
+    assert bool(((spline(far) - act(far)).abs() <= bound + 1e-5).all())
+
+
+def test_qkan_base_config_default_and_old_configs():
+    cfg = ModelConfig(vocab_size=50, d_model=16, n_heads=2, n_layers=1, use_qkan=True)
+    assert cfg.qkan_base and QTensorFormer(cfg).blocks[0].ffn.act.base
+    old = cfg.to_dict()
+    del old["qkan_base"]  # a config written before the field existed
+    back = ModelConfig.from_dict(old)
+    assert back.qkan_base is False and not QTensorFormer(back).blocks[0].ffn.act.base
+    with pytest.raises(ValueError, match="qkan_base"):
+        ModelConfig(vocab_size=50, d_model=16, n_heads=2, n_layers=1, qkan_base="yes")

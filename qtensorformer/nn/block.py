@@ -83,6 +83,7 @@ class QTensorFormerBlock(nn.Module):
             act,
             cfg.qkan_reps,
             cfg.kan_grid or 32,
+            cfg.qkan_base,
         )
         self.drop = nn.Dropout(cfg.dropout)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["DARUAN", "BSplineActivation", "bspline_basis"]
@@ -34,7 +35,12 @@ class DARUAN(nn.Module):
     """Elementwise DARUAN activation with its own (θ, w, b) per channel.
 
     Parameters: ``theta`` (C, r+1, 2) (θ_ℓ0 for RZ, θ_ℓ1 for RY), ``w`` (C, r), ``b`` (C, r).
-    Output in [-1, 1].
+    Without ``base`` the output is the circuit's ⟨Z⟩ ∈ [-1, 1] (θ drawn uniformly in
+    [-π, π]). With ``base=True`` it is the QKAN layer's form
+    φ_c(x) = β_c·SiLU(x) + a_c·⟨Z⟩_c(x) + c_c, with β = 0.5, a = 1, c = 0 and θ ~ N(0, 0.1) at
+    the start, as in the QKAN reference implementation: the FFN starts as a SiLU MLP and the
+    circuit part grows from near zero (``base_weight``, ``post_weight``, ``post_bias`` (C,)).
+    :meth:`expval` is the circuit's ⟨Z⟩ alone.
 
     Example:
         >>> import torch
@@ -44,23 +50,41 @@ class DARUAN(nn.Module):
         (torch.Size([3, 8]), True)
     """
 
-    def __init__(self, channels: int, reps: int = 2) -> None:
+    def __init__(self, channels: int, reps: int = 2, base: bool = False) -> None:
         super().__init__()
         if channels < 1 or reps < 1:
             raise ValueError(f"channels and reps must be >= 1, got {channels}, {reps}")
-        self.channels, self.reps = channels, reps
+        self.channels, self.reps, self.base = channels, reps, bool(base)
         self.theta = nn.Parameter(torch.empty(channels, reps + 1, 2))
         self.w = nn.Parameter(torch.empty(channels, reps))
         self.b = nn.Parameter(torch.empty(channels, reps))
+        if self.base:
+            self.base_weight = nn.Parameter(torch.empty(channels))
+            self.post_weight = nn.Parameter(torch.empty(channels))
+            self.post_bias = nn.Parameter(torch.empty(channels))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
-            self.theta.uniform_(-math.pi, math.pi)
+            if self.base:
+                self.theta.normal_(0.0, 0.1)
+                self.base_weight.fill_(0.5)
+                self.post_weight.fill_(1.0)
+                self.post_bias.zero_()
+            else:
+                self.theta.uniform_(-math.pi, math.pi)
             self.w.normal_(1.0, 0.1)
             self.b.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.expval(x)
+        if not self.base:
+            return z
+        bw, pw, pb = (p.to(x.dtype) for p in (self.base_weight, self.post_weight, self.post_bias))
+        return bw * F.silu(x) + pw * z + pb
+
+    def expval(self, x: torch.Tensor) -> torch.Tensor:
+        """⟨Z⟩ of each channel's circuit at inputs x (..., C): the quantum part alone."""
         if x.shape[-1] != self.channels:
             raise ValueError(f"input has {x.shape[-1]} channels, DARUAN expects {self.channels}")
         th = self.theta.to(x.dtype)
@@ -78,7 +102,7 @@ class DARUAN(nn.Module):
         return Z * c - X * s
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, reps={self.reps}"
+        return f"channels={self.channels}, reps={self.reps}, base={self.base}"
 
 
 def bspline_basis(u: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,7 +128,8 @@ def bspline_basis(u: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tenso
 
 class BSplineActivation(nn.Module):
     """Per-channel uniform cubic B-spline on [lo, hi] (a KAN activation); inputs outside the
-    interval are clamped to it.
+    interval are clamped to it. With ``base=True``, KAN's residual form
+    φ_c(x) = β_c·SiLU(x) + spline_c(x) (``base_weight`` (C,)).
 
     ``coef`` (C, G+3) trainable; ``lo``/``hi`` (C,) buffers.
 
@@ -115,14 +140,18 @@ class BSplineActivation(nn.Module):
         torch.Size([5, 4])
     """
 
-    def __init__(self, channels: int, grid: int = 32, lo: float = -4.0, hi: float = 4.0) -> None:
+    def __init__(
+        self, channels: int, grid: int = 32, lo: float = -4.0, hi: float = 4.0, base: bool = False
+    ) -> None:
         super().__init__()
         if channels < 1 or grid < 1:
             raise ValueError(f"channels and grid must be >= 1, got {channels}, {grid}")
         if not hi > lo:
             raise ValueError(f"need hi > lo, got lo={lo}, hi={hi}")
-        self.channels, self.grid = channels, grid
+        self.channels, self.grid, self.base = channels, grid, bool(base)
         self.coef = nn.Parameter(torch.zeros(channels, grid + 3))
+        if self.base:
+            self.base_weight = nn.Parameter(torch.full((channels,), 0.5))
         self.register_buffer("lo", torch.full((channels,), float(lo)))
         self.register_buffer("hi", torch.full((channels,), float(hi)))
 
@@ -139,7 +168,10 @@ class BSplineActivation(nn.Module):
         flat = coef.reshape(-1)
         base = (ch * (self.grid + 3)).expand_as(idx) + idx  # (..., C) flat index of 1st coef
         c4 = torch.stack([flat[base + k] for k in range(4)], -1)  # (..., C, 4)
-        return (c4 * w).sum(-1)
+        y = (c4 * w).sum(-1)
+        if self.base:
+            y = y + self.base_weight.to(x.dtype) * F.silu(x)
+        return y
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, grid={self.grid}"
+        return f"channels={self.channels}, grid={self.grid}, base={self.base}"

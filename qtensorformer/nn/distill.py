@@ -59,14 +59,23 @@ def fit_bspline(
         raise ValueError(f"need hi > lo, got [{lo}, {hi}]")
     x = torch.linspace(lo, hi, points, dtype=torch.float64)
     ref = copy.deepcopy(act).double()  # float64 reference; the caller's module is left as is
-    Y = ref(x[:, None].expand(points, act.channels))  # (S, C)
+
+    def target(xs: torch.Tensor) -> torch.Tensor:
+        """What the spline fits: the bounded circuit part (the SiLU branch is copied)."""
+        xs = xs[:, None].expand(-1, act.channels)
+        if not ref.base:
+            return ref(xs)
+        return ref.post_weight * ref.expval(xs) + ref.post_bias
+
     A = _design(x, lo, hi, grid)
-    coef = torch.linalg.lstsq(A, Y).solution  # (G+3, C)
+    coef = torch.linalg.lstsq(A, target(x)).solution  # (G+3, C)
     xm = (x[1:] + x[:-1]) / 2  # held-out points
-    err = (_design(xm, lo, hi, grid) @ coef - ref(xm[:, None].expand(-1, act.channels))).abs()
+    err = (_design(xm, lo, hi, grid) @ coef - target(xm)).abs()
     dtype = act.theta.dtype
-    spline = BSplineActivation(act.channels, grid, lo, hi).to(dtype)
+    spline = BSplineActivation(act.channels, grid, lo, hi, base=act.base).to(dtype)
     spline.coef.copy_(coef.T.to(dtype))
+    if act.base:
+        spline.base_weight.copy_(act.base_weight.detach().to(dtype))
     return spline, {"max_abs_error": float(err.max()), "mean_abs_error": float(err.mean())}
 
 

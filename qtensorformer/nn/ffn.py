@@ -22,7 +22,7 @@ __all__ = ["FeedForward", "daruan_flops"]
 #: ~10 each as in common FLOP conventions for transcendental functions, two 2-D rotations).
 DARUAN_FLOPS_PER_REP = 30
 #: Per element: GELU (tanh form, ~8), cubic B-spline (basis ~15 + 4 multiply-adds).
-GELU_FLOPS, SPLINE_FLOPS = 8, 23
+GELU_FLOPS, SPLINE_FLOPS, SILU_FLOPS = 8, 23, 5
 
 
 def daruan_flops(elements: int, reps: int) -> int:
@@ -53,6 +53,7 @@ class FeedForward(nn.Module):
         activation: str = "gelu",
         qkan_reps: int = 2,
         kan_grid: int = 32,
+        qkan_base: bool = False,
     ) -> None:
         super().__init__()
         if tt_rank is None:
@@ -64,9 +65,9 @@ class FeedForward(nn.Module):
         if activation == "gelu":
             self.act: nn.Module = nn.GELU(approximate="tanh")
         elif activation == "daruan":
-            self.act = DARUAN(d_ff, qkan_reps)
+            self.act = DARUAN(d_ff, qkan_reps, base=qkan_base)
         elif activation == "kan":
-            self.act = BSplineActivation(d_ff, kan_grid)
+            self.act = BSplineActivation(d_ff, kan_grid, base=qkan_base)
         else:
             raise ValueError(f"activation must be 'gelu', 'daruan' or 'kan', got {activation!r}")
         self.d_model, self.d_ff, self.activation = d_model, d_ff, activation
@@ -74,9 +75,10 @@ class FeedForward(nn.Module):
         self.last_flops = 0
 
     def _act_flops(self, elements: int) -> int:
+        base = elements * (SILU_FLOPS + 3) if getattr(self.act, "base", False) else 0
         if self.activation == "daruan":
-            return daruan_flops(elements, self.act.reps)
-        return elements * (GELU_FLOPS if self.activation == "gelu" else SPLINE_FLOPS)
+            return daruan_flops(elements, self.act.reps) + base
+        return elements * (GELU_FLOPS if self.activation == "gelu" else SPLINE_FLOPS) + base
 
     def _run(self, x: torch.Tensor, rank: int | None) -> torch.Tensor:
         if self.is_tt:
