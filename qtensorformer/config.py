@@ -74,7 +74,8 @@ class ModelConfig:
     takes the entropy of the token's causal attention distribution (averaged over heads).
     The rank scheduler uses r_t = clip(r_min + round(α·S_t), r_min, r_max) with
     ``rank_alpha`` α (None: α = (r_max − r_min) / S_max, so the whole entropy range spans the
-    rank range). ``qkan_base`` gives each DARUAN the QKAN layer's SiLU base branch and
+    rank range); ``rank_step`` s > 1 rounds ranks to r_min + s·k (fewer token groups, faster).
+    ``qkan_base`` gives each DARUAN the QKAN layer's SiLU base branch and
     post-activation scale and shift (configs saved without the field load with it off).
     ``kan_grid`` marks a model whose DARUANs were distilled to B-spline KANs with that many
     intervals (see :func:`~qtensorformer.nn.distill_to_kan`).
@@ -117,6 +118,7 @@ class ModelConfig:
     r_max: int | None = None
     rank_alpha: float | None = None
     rank_cost_weight: float = 0.01
+    rank_step: int = 1
     kernel_norm: str = "rowsum"
     qkan_reps: int = 2
     qkan_base: bool = True
@@ -144,7 +146,7 @@ class ModelConfig:
 
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len", "tt_rank"):
             _check_int(name, getattr(self, name), 1)
-        for name in ("n_circuit_layers", "qkan_reps", "r_min"):
+        for name in ("n_circuit_layers", "qkan_reps", "r_min", "rank_step"):
             _check_int(name, getattr(self, name), 1)
         for name in ("d_ff", "embedding_rank", "r_max", "max_params", "kan_grid"):
             if getattr(self, name) is not None:

@@ -374,3 +374,49 @@ def test_router_penalty_holds_the_hard_fraction_at_its_target():
         opt.step()
     frac = float(router(h).routed.float().mean())
     assert abs(frac - 0.2) < 0.05, frac
+
+
+def test_rank_step_rounds_to_a_grid_and_scales_the_finite_difference():
+    from qtensorformer.nn import RankScheduler
+
+    sched = RankScheduler(r_min=2, r_max=20, alpha=7.0, step=4)
+    s = torch.rand(3, 50) * 3
+    r = sched(s).ranks
+    assert set(r.unique().tolist()) <= {2, 6, 10, 14, 18, 20}
+    want = torch.clamp(2 + 4 * torch.round(torch.clamp(7.0 * s, max=18) / 4), max=20)
+    assert torch.equal(r, want.long())
+    with pytest.raises(ValueError, match="step"):
+        RankScheduler(2, 8, 1.0, step=0)
+    # the straight-through slope: (y(r) − y(r − s)) / s per token
+    ffn = FeedForward(16, 64, tt_rank=9).double()
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    ranks = torch.tensor([[3, 6, 9, 6, 3], [9, 9, 3, 6, 6]])
+    soft = ranks.double().requires_grad_(True)
+    y = ffn(x, ranks, soft, rank_step=3)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    for i in range(2):
+        for j in range(5):
+            rk, xt = int(ranks[i, j]), x[i, j : j + 1]
+            slope = (
+                (ffn(xt, rk)[0] - ffn(xt, rk - 3)[0]) / 3
+                if rk > 3
+                else (ffn(xt, rk)[0] - ffn(xt, 1)[0]) / (rk - 1)
+            )
+            torch.testing.assert_close(soft.grad[i, j], (g[i, j] * slope).sum())
+    # the model passes its step through and the config validates it
+    cfg = ModelConfig(
+        vocab_size=50,
+        d_model=16,
+        n_heads=2,
+        n_layers=1,
+        tt_rank=8,
+        use_adaptive_rank=True,
+        rank_step=3,
+        entropy_source="attention",
+        use_quantum_encoder=False,
+    )
+    _, _, st = QTensorFormer(cfg)(torch.randint(0, 50, (2, 12)))
+    assert set(st.layers[0].rank.unique().tolist()) <= {2, 5, 8}
+    with pytest.raises(ValueError, match="rank_step"):
+        ModelConfig(vocab_size=50, d_model=16, n_heads=2, n_layers=1, rank_step=0)

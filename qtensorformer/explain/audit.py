@@ -198,6 +198,7 @@ def audit(model, input_ids: torch.Tensor, tokenizer=None) -> AuditTrail:
         "pillars": c.pillars,
         "n_layers": c.n_layers,
         "tt_rank": c.tt_rank,
+        "rank_step": c.rank_step,
         "targets": [
             blk.attn.router.route_fraction if blk.attn.router is not None else None
             for blk in model.blocks

@@ -27,10 +27,12 @@ def explain_token(r: TokenDecision, settings: dict[str, Any]) -> str:
             clip = f", capped at the maximum {r.r_max}"
         elif raw < r.r_min:
             clip = f", raised to the minimum {r.r_min}"
+        step = settings.get("rank_step", 1)
+        grid = f" to the grid {r.r_min} + {step}k" if step > 1 else ""
         parts.append(
             f"{who} got TT rank {r.rank} of {r.r_max}: {score} is {r.entropy:.3f} nats, and "
             f"r = r_min + α·S = {r.r_min} + {r.alpha:.3g}·{r.entropy:.3f} = {raw:.2f}, "
-            f"rounded{clip}."
+            f"rounded{grid}{clip}."
         )
     elif r.rank is not None:
         parts.append(f"{who} used the fixed TT rank {r.rank}.")

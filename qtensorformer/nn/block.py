@@ -73,7 +73,9 @@ class QTensorFormerBlock(nn.Module):
         )
         self.ln2 = nn.LayerNorm(d)
         self.rank = (
-            RankScheduler(cfg.r_min, cfg.r_max, cfg.alpha) if cfg.use_adaptive_rank else None
+            RankScheduler(cfg.r_min, cfg.r_max, cfg.alpha, step=cfg.rank_step)
+            if cfg.use_adaptive_rank
+            else None
         )
         act = "kan" if cfg.kan_grid is not None else ("daruan" if cfg.use_qkan else "gelu")
         self.ffn = FeedForward(
@@ -128,7 +130,7 @@ class QTensorFormerBlock(nn.Module):
             dec = self.rank(score)
             st.rank = dec.ranks
             aux["rank_cost"] = dec.cost
-            y = self.ffn(h2, dec.ranks, dec.soft)
+            y = self.ffn(h2, dec.ranks, dec.soft, self.rank.step)
         else:
             st.fixed_rank = cfg.tt_rank if cfg.use_tt_ffn else None
             y = self.ffn(h2)

@@ -97,6 +97,7 @@ class FeedForward(nn.Module):
         x: torch.Tensor,
         ranks: torch.Tensor | int | None = None,
         soft_rank: torch.Tensor | None = None,
+        rank_step: int = 1,
     ) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.d_model)  # (T, d)
@@ -122,11 +123,12 @@ class FeedForward(nn.Module):
             ys.append(self._run(xg, rk))
             flops += self._flops(xg.shape[0], rk)
             if st:
-                # marginal value of the last rank index: y(r) − y(r − 1), no gradient
+                # marginal value of one rank index: (y(r) − y(r − s)) / s, no gradient
+                lo = max(rk - rank_step, 1)
                 with torch.no_grad():
-                    lower = self._run(xg, rk - 1) if rk > 1 else ys[-1]
-                    diffs.append(ys[-1].detach() - lower)
-                flops += self._flops(xg.shape[0], rk - 1) if rk > 1 else 0
+                    lower = self._run(xg, lo) if lo < rk else ys[-1]
+                    diffs.append((ys[-1].detach() - lower) / max(rk - lo, 1))
+                flops += self._flops(xg.shape[0], lo) if lo < rk else 0
         y = torch.cat(ys)
         y = torch.empty_like(y).index_copy(0, order, y)  # back to token order
         if st:
