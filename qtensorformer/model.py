@@ -74,8 +74,9 @@ class QTensorFormer(nn.Module):
 
     # ------------------------------------------------------------------ init
     def reset_parameters(self) -> None:
-        """Embeddings and attention/FFN weights N(0, init_std²) (TT: the reconstructed W has
-        that variance), biases zero; LayerNorms, circuits and activations keep their own."""
+        """Embeddings, attention/FFN weights and the quantum encoder's output projection
+        N(0, init_std²) (TT: the reconstructed W has that variance), biases zero; LayerNorms,
+        circuits, the encoder's input projection and activations keep their own."""
         std = self.config.init_std
         with torch.no_grad():
             for name, m in self.named_modules():
@@ -85,7 +86,12 @@ class QTensorFormer(nn.Module):
                         m.bias.zero_()
                 elif isinstance(m, nn.Embedding):
                     m.weight.normal_(0.0, std)
-                elif isinstance(m, nn.Linear) and (".attn." in name or ".ffn." in name):
+                elif isinstance(m, nn.Linear) and (
+                    ".attn." in name or ".ffn." in name or name.endswith(".encoder.proj_out")
+                ):
+                    # the encoder's output projection writes to the residual stream like the
+                    # attention and FFN outputs do: same scale (nn.Linear's default, ±0.5 for
+                    # 4 qubits, swamped the 0.02-scale embeddings at the start of training)
                     m.weight.normal_(0.0, std)
                     if m.bias is not None:
                         m.bias.zero_()

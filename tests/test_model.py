@@ -420,3 +420,15 @@ def test_rank_step_rounds_to_a_grid_and_scales_the_finite_difference():
     assert set(st.layers[0].rank.unique().tolist()) <= {2, 5, 8}
     with pytest.raises(ValueError, match="rank_step"):
         ModelConfig(vocab_size=50, d_model=16, n_heads=2, n_layers=1, rank_step=0)
+
+
+def test_encoder_output_projection_starts_at_the_residual_scale():
+    cfg = ModelConfig(vocab_size=50, d_model=64, n_heads=2, n_layers=2, init_std=0.02)
+    m = QTensorFormer(cfg)
+    for blk in m.blocks:
+        w, b = blk.encoder.proj_out.weight, blk.encoder.proj_out.bias
+        assert abs(float(w.std()) - 0.02) < 0.006 and float(b.abs().max()) == 0.0
+    # so at the start the quantum features are a small addition to the token embeddings
+    x = m.embed(torch.randint(0, 50, (2, 16)))
+    feats, _ = m.blocks[0].encoder(m.blocks[0].ln_q(x))
+    assert float(feats.std()) < 3 * float(x.std())
