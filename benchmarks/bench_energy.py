@@ -1,7 +1,7 @@
 """Energy per query on every hardware profile for trained checkpoints (estimates), with the
 FLOPs checked against torch's flop counter and the latency measured on this machine.
 
-    python benchmarks/bench_energy.py --runs runs/wt2-small-1ep/small --write
+    python benchmarks/bench_energy.py --write
 
 Each checkpoint reads the first ``--seq-len`` tokens of the WikiText-2 test split (a real
 query: routing and adaptive ranks depend on the text). The energy columns are estimates from
@@ -44,8 +44,12 @@ def torch_counted_classical(model, ids) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", default="runs/wt2-small-1ep/small", help="folder of run folders")
-    ap.add_argument("--variants", default="dense,tt,all")
+    ap.add_argument(
+        "--models",
+        default="dense=runs/wt2-small-1ep/small/dense,tt=runs/wt2-small-1ep/small/tt,"
+        "all=runs/wt2-small-1ep-v2/all",
+        help="name=run_folder,... (each folder's best/ model is used)",
+    )
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--write", action="store_true")
@@ -55,8 +59,9 @@ def main() -> None:
     torch.manual_seed(0)
     corpus = load_corpus("wikitext-2")
     rows, flop_rows = [], []
-    for v in args.variants.split(","):
-        ck = Path(args.runs) / v / "best"
+    for item in args.models.split(","):
+        v, _, folder = item.partition("=")
+        ck = Path(folder) / "best"
         model = QTensorFormer.from_pretrained(ck)
         tok = load_tokenizer(ck / "tokenizer")
         ids = tok.encode_lines(corpus.split("test"))[: args.seq_len][None]  # (1, n)
@@ -74,11 +79,11 @@ def main() -> None:
     lines = [
         "### Energy per query, by hardware profile (issue #6)",
         "",
-        f"Command: `python benchmarks/bench_energy.py --runs {args.runs} --write`  ",
+        "Command: `python benchmarks/bench_energy.py --write`  ",
         f"Machine: {machine()}  ",
         f"Allocator: {alloc}  ",
         f"Query: the first {args.seq_len} tokens of the WikiText-2 test split, batch 1, eval mode, "
-        "the one-epoch checkpoints of the WikiText-2 table below (`best/`).  ",
+        f"the one-epoch checkpoints of the WikiText-2 tables below (`best/` of {args.models}).  ",
         "**Every µJ column is an estimate**: forward FLOPs at the ranks and routing this query "
         "used × J/FLOP of the profile (power / (peak × 0.3 utilisation); derivations in "
         "docs/ENERGY.md). `quantum_sim` charges circuit simulation at the slowdown "
