@@ -134,18 +134,12 @@ def audit(model, input_ids: torch.Tensor, tokenizer=None) -> AuditTrail:
         model.train(was)
     b, n = input_ids.shape
     texts = _token_texts(input_ids.cpu(), tokenizer)
-    pos = torch.arange(n, dtype=torch.float64)
     records = []
     for li, (blk, st) in enumerate(zip(model.blocks, stats.layers, strict=True)):
         T = b * n
         f = st.flops
         ent = st.entropy.double().cpu() if st.entropy is not None else None
-        hard = None
-        if ent is not None and blk.attn.router is not None:
-            if c.entropy_source == "quantum":
-                hard = ent / c.score_max
-            else:
-                hard = ent / torch.log(pos + 1.0).clamp_min(1e-12)
+        hard = st.hardness.double().cpu() if st.hardness is not None else None
         routed = st.routed.cpu() if st.routed is not None else None
         ranks = st.rank.cpu() if st.rank is not None else None
         # FLOPs: shared parts split evenly, the quantum path over the routed tokens, the FFN

@@ -122,6 +122,7 @@ class QTensorFormerBlock(nn.Module):
             score = a.entropy
         if a.route is not None:
             st.routed = a.route.routed.detach()
+            st.hardness = a.route.hardness.detach()
             st.threshold = float(self.attn.router.threshold.detach())
             aux["route"] = a.route.aux_loss
         st.entropy = score.detach() if score is not None else None

@@ -24,12 +24,13 @@ __all__ = ["RouterOutput", "SelectiveQuantumRouter"]
 class RouterOutput(NamedTuple):
     """``routed`` (b, n) bool; ``gate`` (b, n) float, equal to ``routed`` in value with the
     soft gate's gradient; ``soft`` (b, n) the soft gate; ``aux_loss`` the (unweighted) routed-
-    fraction penalty."""
+    fraction penalty; ``hardness`` (b, n) the scores compared with θ."""
 
     routed: torch.Tensor
     gate: torch.Tensor
     soft: torch.Tensor
     aux_loss: torch.Tensor
+    hardness: torch.Tensor
 
 
 class SelectiveQuantumRouter(nn.Module):
@@ -89,7 +90,7 @@ class SelectiveQuantumRouter(nn.Module):
         # the penalty sees the hard fraction in value (the soft gate's mean can sit at the
         # target while far fewer tokens are routed) and the soft gate's gradient
         aux = (gate.mean() - self.target_fraction.to(soft.dtype)).square()
-        return RouterOutput(routed, gate, soft, aux)
+        return RouterOutput(routed, gate, soft, aux, hardness)
 
     def extra_repr(self) -> str:
         return f"route_fraction={self.route_fraction}, tau={self.tau}"

@@ -19,7 +19,8 @@ class LayerStats:
     ``entropy`` (b, n): the entanglement score S_t that drove the decisions (None when no
     score was computed); ``rank`` (b, n): the TT-FFN rank each token used (None: fixed rank,
     see ``fixed_rank``); ``routed`` (b, n) bool: tokens that took the quantum-kernel attention
-    path (None when no routing); ``circuits_encoder`` / ``circuits_attention``: circuit
+    path (None when no routing); ``hardness`` (b, n): the scores the router compared with
+    ``threshold``; ``circuits_encoder`` / ``circuits_attention``: circuit
     simulations actually run (one per state prepared); ``flops``: forward FLOPs actually spent
     by the block, per module; the keys ending in ``_circuits`` hold the state-vector simulation
     share (circuits, overlaps), the others the classical layers.
@@ -28,6 +29,7 @@ class LayerStats:
     entropy: torch.Tensor | None = None
     rank: torch.Tensor | None = None
     routed: torch.Tensor | None = None
+    hardness: torch.Tensor | None = None
     threshold: float | None = None
     fixed_rank: int | None = None
     circuits_encoder: int = 0
