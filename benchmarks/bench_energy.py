@@ -15,31 +15,16 @@ from pathlib import Path
 
 import torch
 from _common import ensure_malloc_env, machine, write_section
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from qtensorformer.data import load_corpus, load_tokenizer
-from qtensorformer.energy import PROFILES, EnergyEstimator, measure_latency, model_flops
+from qtensorformer.energy import (
+    PROFILES,
+    EnergyEstimator,
+    measure_latency,
+    model_flops,
+    torch_flop_count,
+)
 from qtensorformer.model import QTensorFormer
-
-aten = torch.ops.aten
-
-
-def _sdpa_cpu(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def torch_counted_classical(model, ids) -> int:
-    """torch.utils.flop_counter's count of the classical modules (matmuls outside circuits)."""
-    model.eval()
-    with torch.no_grad():
-        model(ids)
-        fc = FlopCounterMode(
-            display=False,
-            custom_mapping={aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu},
-        )
-        with fc:
-            model(ids)
-    return fc.get_total_flops()
 
 
 def main() -> None:
@@ -67,7 +52,7 @@ def main() -> None:
         ids = tok.encode_lines(corpus.split("test"))[: args.seq_len][None]  # (1, n)
         f = model_flops(model, input_ids=ids)
         ms = measure_latency(model, args.seq_len, repeats=args.repeats)
-        theirs = torch_counted_classical(model, ids) if f.simulation == 0 else None
+        theirs = torch_flop_count(model, ids)[2] if f.simulation == 0 else None
         flop_rows.append((v, f, theirs))
         cells = [v, f"{model.num_parameters():,}", f"{f.per_token / 1e6:.2f}"]
         for name in PROFILES:

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from qtensorformer import ModelConfig, QTensorFormer
 from qtensorformer.energy import (
@@ -20,30 +19,8 @@ from qtensorformer.energy import (
     get_profile,
     measure_latency,
     model_flops,
+    torch_flop_count,
 )
-
-aten = torch.ops.aten
-
-
-# torch's counter has no formula for the CPU flash-attention kernel; give it the SDPA one
-def _sdpa_cpu(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-_MAPPING = {aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu}
-
-
-def _counted(model, ids):
-    """(our stats, torch FlopCounterMode per-module counts) of the second eval forward."""
-    model.eval()
-    with torch.no_grad():
-        model(ids)  # eval caches, as model_flops does
-        fc = FlopCounterMode(display=False, custom_mapping=_MAPPING)
-        with fc:
-            _, _, stats = model(ids)
-    counts = {k: sum(v.values()) for k, v in fc.get_flop_counts().items()}
-    return stats, counts, fc.get_total_flops()
-
 
 CLASSICAL = {
     "dense": dict(use_tt_embedding=False, use_tt_attention=False, use_tt_ffn=False),
@@ -74,7 +51,7 @@ def test_classical_flops_match_torch_flop_counter(name):
     )
     model = QTensorFormer(cfg)
     ids = torch.randint(0, 500, (2, 48))
-    stats, counts, total = _counted(model, ids)
+    stats, counts, total = torch_flop_count(model, ids)
     assert total > 0
     assert stats.total_flops == pytest.approx(total, rel=0.05)
     for i, layer in enumerate(stats.layers):

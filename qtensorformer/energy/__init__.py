@@ -14,7 +14,7 @@ Example:
 """
 
 from .estimator import EnergyEstimate, EnergyEstimator, estimate_model_energy, measure_latency
-from .flops import FlopsBreakdown, model_flops
+from .flops import FlopsBreakdown, model_flops, torch_flop_count
 from .profiles import (
     CARBON_SOURCE,
     DEFAULT_CARBON_G_PER_KWH,
@@ -37,4 +37,5 @@ __all__ = [
     "get_profile",
     "measure_latency",
     "model_flops",
+    "torch_flop_count",
 ]

@@ -17,7 +17,7 @@ import torch
 
 from ..nn.stats import ForwardStats
 
-__all__ = ["FlopsBreakdown", "model_flops"]
+__all__ = ["FlopsBreakdown", "model_flops", "torch_flop_count"]
 
 
 @dataclass
@@ -131,3 +131,32 @@ def model_flops(
     finally:
         model.train(was)
     return FlopsBreakdown.from_stats(stats, model, input_ids.shape[1])
+
+
+def _sdpa_cpu(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+@torch.no_grad()
+def torch_flop_count(model: torch.nn.Module, input_ids: torch.Tensor):
+    """The reference count: ``torch.utils.flop_counter`` on an eval forward of ``input_ids``
+    (after a warm-up forward, as :func:`model_flops` does). torch's counter has no formula for
+    the CPU flash-attention kernel; it is given the SDPA one. Returns ``(stats, per_module,
+    total)``: the counted forward's :class:`ForwardStats`, FLOPs per module name, and the total.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu}
+    was = model.training
+    model.eval()
+    try:
+        model(input_ids)  # eval caches
+        fc = FlopCounterMode(display=False, custom_mapping=mapping)
+        with fc:
+            _, _, stats = model(input_ids)
+    finally:
+        model.train(was)
+    counts = {k: sum(v.values()) for k, v in fc.get_flop_counts().items()}
+    return stats, counts, fc.get_total_flops()
