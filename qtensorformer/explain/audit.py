@@ -152,9 +152,9 @@ def audit(model, input_ids: torch.Tensor, tokenizer=None) -> AuditTrail:
         else:
             q_tok = torch.full((b, n), q_flops / T, dtype=torch.float64)
         if ranks is not None:
-            w = torch.tensor(
-                [[blk.ffn._flops(1, int(r)) for r in row] for row in ranks], dtype=torch.float64
-            )
+            values, inverse = ranks.unique(return_inverse=True)  # one FLOP count per rank
+            cost = torch.tensor([blk.ffn._flops(1, int(r)) for r in values], dtype=torch.float64)
+            w = cost[inverse]
         else:
             w = torch.ones(b, n, dtype=torch.float64)
         ffn_tok = w / w.sum() * f.get("ffn", 0)
