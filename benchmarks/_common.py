@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -45,17 +46,21 @@ def median_ms(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times) * 1e3
 
 
-def interleaved_medians_ms(fns: dict, repeats: int, warmup: int = 2) -> dict:
-    """Median ms of each callable, timed round-robin (A, B, C, A, B, C, ...) so that drift on a
-    noisy machine affects every side alike."""
+def interleaved_medians_ms(fns: dict, repeats: int, warmup: int = 2, seed: int = 0) -> dict:
+    """Median ms of each callable, timed in rounds (each callable once per round, in a fresh
+    seeded random order) so that drift on a noisy machine, and whatever a call leaves in the
+    caches for the next one, affect every side alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {k: [] for k in fns}
+    order = list(fns)
+    rng = random.Random(seed)
     for _ in range(repeats):
-        for k, fn in fns.items():
+        rng.shuffle(order)
+        for k in order:
             t = time.perf_counter()
-            fn()
+            fns[k]()
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 

@@ -60,6 +60,7 @@ def main() -> None:
         im, om = factorize(d_in, k).modes, factorize(d_out, k).modes
         x = torch.randn(B, d_in, requires_grad=True)
         lin = nn.Linear(d_in, d_out)
+        lin_aa = nn.Linear(d_in, d_out)  # A/A control: the same op timed as another variant
         # Short calls are noisier: repeat until each variant has run about 1.5 s in training.
         t0 = interleaved_medians_ms({"l": lambda lin=lin, x=x: lin(x).sum().backward()}, 3)["l"]
         reps = max(args.repeats, min(60, int(1500 / max(t0, 1e-3))))
@@ -69,7 +70,7 @@ def main() -> None:
             tts = {p: TTLinear(d_in, d_out, r, in_modes=im, out_modes=om) for p in PATHS}
             for p, m in tts.items():
                 m.path = p
-            mods = {"linear": lin, **tts}
+            mods = {"linear": lin, "linear_aa": lin_aa, **tts}
             if tltorch is not None:
                 mods["tltorch"] = tltorch.FactorizedLinear(
                     im, om, factorization="blocktt", rank=(1, *tts["auto"].max_ranks, 1)
@@ -124,8 +125,9 @@ def main() -> None:
 
     lines = [
         "| layer | modes | rank | params (dense) | TT FLOPs / dense | auto path (eval, train) "
-        "| eval fwd: auto / dense / tt / tltorch | train fwd+bwd: auto / dense / tt / tltorch |",
-        "|---|---|---:|---:|---:|---|---|---|",
+        "| eval fwd: auto / dense / tt / tltorch | train fwd+bwd: auto / dense / tt / tltorch "
+        "| A/A: 2nd nn.Linear (eval, train) |",
+        "|---|---|---:|---:|---:|---|---|---|---|",
     ]
     for r in rows:
         be, bt = r["ev"]["linear"], r["tr"]["linear"]
@@ -136,7 +138,8 @@ def main() -> None:
         lines.append(
             f"| {r['shape']} | {r['modes']} | {r['rank']} | {r['params']:,} ({r['dense_params']:,},"
             f" {r['dense_params'] / r['params']:.1f}×) | {r['flop_ratio']:.2f} | "
-            f"{r['chosen'][0]}, {r['chosen'][1]} | {ev} / {tl_e} | {tr} / {tl_t} |"
+            f"{r['chosen'][0]}, {r['chosen'][1]} | {ev} / {tl_e} | {tr} / {tl_t} | "
+            f"{r['ev']['linear_aa'] / be:.2f}, {r['tr']['linear_aa'] / bt:.2f} |"
         )
     table = "\n".join(lines)
     base_lines = [
@@ -165,13 +168,15 @@ def main() -> None:
             "Command: `python benchmarks/bench_tt.py --write`  \n"
             f"Machine: {machine()}  \nAllocator: {alloc}  \n"
             f"{B} tokens, float32; medians of at least {args.repeats} runs (more for small layers, "
-            "up to 60, about 1.5 s per variant) after 3 warm-ups, the variants timed round-robin. "
+            "up to 60, about 1.5 s per variant) after 3 warm-ups, the variants timed in rounds, "
+            "each round in a fresh random order. "
             "Times are "
             "ratios to nn.Linear of the same shape in the same process (< 1 is faster). "
             "Eval = forward under no_grad in eval mode (our dense path uses its cached weight); "
             "train = forward + backward in training mode. tltorch = "
-            "`tltorch.FactorizedLinear(factorization='blocktt')` with the same modes and ranks.\n\n"
-            + out
+            "`tltorch.FactorizedLinear(factorization='blocktt')` with the same modes and ranks. "
+            "A/A = a second nn.Linear of the same shape timed as one more variant: its spread "
+            "around 1.00 is the measurement noise of every ratio in its row.\n\n" + out
         )
         write_section("bench_tt", body)
         print("wrote docs/RESULTS.md")

@@ -9,7 +9,8 @@ by one of two paths with identical results:
   * ``"tt"``: contract the input with the cores without building W (cores 2..K merged into a
     small block, then two GEMMs).
 ``path="auto"`` picks the path of lower estimated cost (FLOPs, the factorised ones weighted by
-``TT_FLOP_COST``) at the current batch size and rank.
+``TT_FLOP_COST``, plus ``TT_ELEMENT_COST`` per element of the factorised intermediate) at the
+current batch size and rank.
 
 Ranks are *nested*: rank r uses the first r indices of every bond, so a trained layer can run
 at any smaller rank; per-token ranks group the tokens so lower ranks cost fewer FLOPs.
@@ -38,6 +39,14 @@ PATHS = ("auto", "dense", "tt")
 #: 768→3072, and at 1/3.4 to 1/5 on 128→512 (ranks 2–3), where calls are short; 3 sends ranks
 #: whose factorised FLOPs are under a third of dense to the factorised path.
 TT_FLOP_COST = 3.0
+
+#: Cost, in dense-GEMM FLOPs, of one element of the factorised path's intermediate
+#: T = x·R (written by its first GEMM, read by its second): the memory traffic that FLOP
+#: counts miss when the layer is small. On benchmarks/bench_tt.py's grid any value in
+#: (16, 36) keeps every choice on the faster side: 128→512 at rank 2 (factorised FLOPs 0.31
+#: of dense, T as large as the output) ran 1.25–1.50× nn.Linear factorised vs 1.04–1.10×
+#: dense; rank 4 of 512→2048 and 768→3072 ran 0.70–0.84× factorised.
+TT_ELEMENT_COST = 24.0
 
 #: Largest intermediate (elements) of the factorised path before the batch is chunked.
 _MAX_INTERMEDIATE = 1 << 25
@@ -199,13 +208,24 @@ class TTMatrix(nn.Module):
         tt = tt_split_flops(self.row_modes, self.col_modes, ranks, batch)
         return {"dense": dense, "tt": tt}
 
+    def path_costs(self, batch: int, rank: int | None = None) -> dict[str, float]:
+        """Estimated cost of each path in dense-GEMM FLOPs: the dense path's FLOPs; the
+        factorised path's FLOPs × :data:`TT_FLOP_COST` plus :data:`TT_ELEMENT_COST` per
+        element of its intermediate (``batch · m_1 · r_1 · N'``)."""
+        f = self.path_flops(batch, rank)
+        ranks = self.ranks_at(rank)
+        inter = 0
+        if len(ranks):
+            inter = batch * self.col_modes[0] * ranks[0] * math.prod(self.row_modes[1:])
+        return {"dense": float(f["dense"]), "tt": TT_FLOP_COST * f["tt"] + TT_ELEMENT_COST * inter}
+
     def choose_path(self, batch: int, rank: int | None = None) -> str:
-        """The path for a call: ``self.path`` if forced, else the one of lower estimated
-        cost, where a factorised FLOP counts :data:`TT_FLOP_COST` GEMM FLOPs."""
+        """The path for a call: ``self.path`` if forced, else the one of lower
+        :meth:`path_costs`."""
         if self.path != "auto":
             return self.path
-        f = self.path_flops(batch, rank)
-        return "tt" if TT_FLOP_COST * f["tt"] < f["dense"] else "dense"
+        c = self.path_costs(batch, rank)
+        return "tt" if c["tt"] < c["dense"] else "dense"
 
     # ------------------------------------------------------------------ matvec
     def _contract(self, x: torch.Tensor, ranks: tuple[int, ...]) -> torch.Tensor:
@@ -256,7 +276,9 @@ class TTMatrix(nn.Module):
             x = F.pad(x, (0, M - self.cols))
         y = self._contract(x, ranks)
         y = y[:, : self.rows] if N != self.rows else y
-        return y if bias is None else y + bias
+        # in place: y is this call's own buffer, and saves a pass over a fresh output
+        # (2–20% of the factorised path's time in eval, benchmarks/bench_tt.py shapes)
+        return y if bias is None else y.add_(bias)
 
     def grouped_matvec(
         self, x: torch.Tensor, ranks: torch.Tensor, bias: torch.Tensor | None = None
@@ -272,12 +294,18 @@ class TTMatrix(nn.Module):
             )
         if ranks.numel() and int(ranks.min()) < 1:
             raise ValueError("per-token ranks must be >= 1")
-        order = torch.argsort(ranks, stable=True)
-        values, counts = torch.unique_consecutive(ranks[order], return_counts=True)
-        xs = x.index_select(0, order).split(counts.tolist())
-        ys = [self.matvec(xg, int(r), bias=bias) for xg, r in zip(xs, values.tolist(), strict=True)]
-        y = torch.cat(ys)
-        return torch.empty_like(y).index_copy_(0, order, y)
+        values = torch.unique(ranks).tolist()  # sorted distinct ranks (one sync)
+        if len(values) == 1:
+            return self.matvec(x, int(values[0]), bias=bias)
+        out = None
+        for r in values:
+            idx = (ranks == r).nonzero().squeeze(1)
+            y = self.matvec(x.index_select(0, idx), int(r), bias=bias)
+            if out is None:
+                out = y.new_empty(x.shape[0], y.shape[1])
+            # each group's rows go straight to their places: no concatenation pass
+            out.index_copy_(0, idx, y)
+        return out
 
 
 def _right_block(cores: Sequence[torch.Tensor]) -> torch.Tensor:
