@@ -267,6 +267,11 @@ def test_bad_input_is_a_clear_error():
         layer(torch.randn(3, 16), rank=0)
     with pytest.raises(ValueError, match="per-token ranks"):
         layer(torch.randn(3, 16), rank=torch.ones(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="per-token ranks must be >= 1"):
+        layer(torch.randn(3, 16), rank=torch.tensor([2, 0, 1]))
+    # no tokens at all: an empty output, not an error
+    empty = layer(torch.randn(0, 16), rank=torch.ones(0, dtype=torch.long))
+    assert empty.shape == (0, 16)
     emb = TTEmbedding(100, 8, 2)
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 100\)"):
         emb(torch.tensor([100]))

@@ -213,11 +213,15 @@ class TTMatrix(nn.Module):
         factorised path's FLOPs × :data:`TT_FLOP_COST` plus :data:`TT_ELEMENT_COST` per
         element of its intermediate (``batch · m_1 · r_1 · N'``)."""
         f = self.path_flops(batch, rank)
-        ranks = self.ranks_at(rank)
-        inter = 0
-        if len(ranks):
-            inter = batch * self.col_modes[0] * ranks[0] * math.prod(self.row_modes[1:])
+        inter = batch * self._intermediate_per_row(self.ranks_at(rank))
         return {"dense": float(f["dense"]), "tt": TT_FLOP_COST * f["tt"] + TT_ELEMENT_COST * inter}
+
+    def _intermediate_per_row(self, ranks: tuple[int, ...]) -> int:
+        """Entries per input row of the factorised path's intermediate T: m_1 · r_1 · N'
+        (0 for a single core, which needs none)."""
+        if not ranks:
+            return 0
+        return self.col_modes[0] * ranks[0] * math.prod(self.row_modes[1:])
 
     def choose_path(self, batch: int, rank: int | None = None) -> str:
         """The path for a call: ``self.path`` if forced, else the one of lower
@@ -249,7 +253,7 @@ class TTMatrix(nn.Module):
         G1 = cores[0][0].reshape(n1, m1 * r1)  # (n_1, m_1·r_1)
         # T has m_1·r_1·N' entries per row: at high ranks that is far more than the output, so
         # rows are processed in chunks that keep T under _MAX_INTERMEDIATE elements.
-        step = max(1, _MAX_INTERMEDIATE // (m1 * r1 * Np))
+        step = max(1, _MAX_INTERMEDIATE // self._intermediate_per_row(ranks))
         out = []
         for xc in x.split(step):
             b = xc.shape[0]
@@ -292,11 +296,11 @@ class TTMatrix(nn.Module):
             raise ValueError(
                 f"per-token ranks must have shape {tuple(x.shape[:1])}, got {tuple(ranks.shape)}"
             )
-        if ranks.numel() and int(ranks.min()) < 1:
-            raise ValueError("per-token ranks must be >= 1")
         values = torch.unique(ranks).tolist()  # sorted distinct ranks (one sync)
-        if len(values) == 1:
-            return self.matvec(x, int(values[0]), bias=bias)
+        if values and values[0] < 1:
+            raise ValueError("per-token ranks must be >= 1")
+        if len(values) <= 1:  # one rank, or no rows at all
+            return self.matvec(x, int(values[0]) if values else None, bias=bias)
         out = None
         for r in values:
             idx = (ranks == r).nonzero().squeeze(1)
