@@ -57,6 +57,41 @@ def test_factorised_path_chunks_large_intermediates(monkeypatch):
     torch.testing.assert_close(layer(x), whole, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize(("d_in", "d_out", "r", "im", "om"), [*LAYERS, (127, 509, 4, None, None)])
+def test_blocked_no_grad_path_matches_dense(monkeypatch, d_in, d_out, r, im, om):
+    """Without autograd the factorised path runs in row blocks written straight into the
+    output (and, per-token, gathered from and scattered to the group's rows); 127→509 pads
+    both the input (128) and the output (510)."""
+    from qtensorformer.tensor import layers
+
+    monkeypatch.setattr(layers, "_BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(layers, "_MIN_BLOCK_ROWS", 4)  # 4-row blocks, the last one partial
+    calls = []
+    blocked = layers.TTMatrix._contract_into
+    monkeypatch.setattr(
+        layers.TTMatrix, "_contract_into", lambda *a, **k: calls.append(1) or blocked(*a, **k)
+    )
+    layer = make(d_in, d_out, r, im, om).eval()
+    layer.path = "tt"
+    x = torch.randn(3, 7, d_in, dtype=F64)
+    ranks = torch.randint(1, r + 1, (3, 7))
+    ranks[0, 0], ranks[0, 1] = 1, r  # at least two groups
+    with torch.no_grad():
+        ref = F.linear(x, layer.to_dense(), layer.bias)
+        torch.testing.assert_close(layer(x), ref, atol=1e-12, rtol=0)
+        assert len(calls) == 1
+        y = layer(x, rank=ranks)
+        assert len(calls) > 1
+        for i in range(3):
+            for t in range(7):
+                w = layer.to_dense(int(ranks[i, t]))
+                torch.testing.assert_close(
+                    y[i, t], F.linear(x[i, t], w, layer.bias), atol=1e-12, rtol=0
+                )
+        empty = layer(x[:0], rank=ranks[:0])
+    assert empty.shape == (0, 7, d_out)
+
+
 def test_per_token_ranks_equal_token_by_token():
     layer = make(64, 96, 6, None, None)
     x = torch.randn(4, 9, 64, dtype=F64)
@@ -71,7 +106,7 @@ def test_per_token_ranks_equal_token_by_token():
 
 
 def test_auto_path_follows_estimated_costs():
-    from qtensorformer.tensor.layers import TT_ELEMENT_COST, TT_FLOP_COST
+    from qtensorformer.tensor.layers import TT_BLOCKED_FLOP_COST, TT_ELEMENT_COST, TT_FLOP_COST
 
     small = TTLinear(512, 2048, 2)
     c = small.path_costs(4096)
@@ -92,6 +127,16 @@ def test_auto_path_follows_estimated_costs():
     with torch.no_grad():
         big(torch.randn(2, 512))
         assert big.path_flops(4096)["dense"] == 2 * 4096 * 512 * 2048
+    # Without autograd the factorised path runs in cache-sized blocks: FLOPs alone, at
+    # TT_BLOCKED_FLOP_COST, which sends 128→512 at rank 2 (measured faster there) to it.
+    tiny.eval()
+    with torch.no_grad():
+        c = tiny.path_costs(4096)
+        assert c["tt"] == TT_BLOCKED_FLOP_COST * tiny.path_flops(4096)["tt"]
+        assert tiny.choose_path(4096) == "tt"
+        assert big.choose_path(4096) == "dense"
+    assert tiny.path_costs(4096, graph=False)["tt"] == c["tt"]
+    assert tiny.choose_path(4096, graph=True) == "dense"
 
 
 @pytest.mark.parametrize("path", ["dense", "tt"])

@@ -33,11 +33,12 @@ __all__ = ["NestedRankSampler", "TTEmbedding", "TTLinear", "TTMatrix"]
 
 PATHS = ("auto", "dense", "tt")
 
-#: Relative cost of one FLOP of the factorised contraction vs one FLOP of a dense GEMM: its
-#: GEMMs are skinnier. Measured on the 2-core dev VM (4096 tokens, benchmarks/bench_tt.py) the
-#: factorised path ran at 1/1.3 to 1/2.7 of the dense GEMM's FLOP rate on 512→2048 and
-#: 768→3072, and at 1/3.4 to 1/5 on 128→512 (ranks 2–3), where calls are short; 3 sends ranks
-#: whose factorised FLOPs are under a third of dense to the factorised path.
+#: Relative cost of one FLOP of the factorised contraction vs one FLOP of a dense GEMM when
+#: the call records autograd (training): its GEMMs are skinnier. Measured on the 2-core dev
+#: VM (4096 tokens, benchmarks/bench_tt.py) the factorised path ran at 1/1.3 to 1/2.7 of the
+#: dense GEMM's FLOP rate on 512→2048 and 768→3072, and at 1/3.4 to 1/5 on 128→512 (ranks
+#: 2–3), where calls are short; 3 sends ranks whose factorised FLOPs are under a third of
+#: dense to the factorised path.
 TT_FLOP_COST = 3.0
 
 #: Cost, in dense-GEMM FLOPs, of one element of the factorised path's intermediate
@@ -48,8 +49,27 @@ TT_FLOP_COST = 3.0
 #: dense; rank 4 of 512→2048 and 768→3072 ran 0.70–0.84× factorised.
 TT_ELEMENT_COST = 24.0
 
+#: Relative cost of one factorised FLOP when no autograd is recorded (eval, inference): the
+#: path then runs in cache-sized row blocks (see :data:`_BLOCK_ELEMENTS`), its intermediate
+#: never reaches memory, and no element cost applies. Measured on the 2-core dev VM (4096
+#: tokens, eval forward, benchmarks/bench_tt.py grid) at 1.2–2.1× the dense GEMM's cost per
+#: FLOP; any value in (0.85, 2.1) keeps every choice of that grid on the faster side (128→512
+#: rank 3, 0.47 of the FLOPs: 0.93× nn.Linear factorised vs 1.05× dense; 512→2048 rank 15,
+#: 1.17 of the FLOPs: 1.42× vs 1.00×).
+TT_BLOCKED_FLOP_COST = 1.5
+
 #: Largest intermediate (elements) of the factorised path before the batch is chunked.
 _MAX_INTERMEDIATE = 1 << 25
+
+#: Without gradients the factorised path runs in blocks of rows whose intermediate T has
+#: about this many elements (2 MiB in float32, at least :data:`_MIN_BLOCK_ROWS` rows), so T is
+#: written and read back in cache, and each block's output goes straight to its rows. Measured
+#: on the 2-core dev VM (4096 tokens, eval forward, time / dense GEMM): 512→2048 ranks 2/4/8
+#: 0.30/0.53/0.93 unblocked vs 0.24/0.39/0.76 in 128-row blocks; 768→3072 0.26/0.44/0.84 vs
+#: 0.23/0.42/0.83; 128→512 rank 8 3.2 vs 1.9 (256 rows). Blocks much smaller than this lose
+#: to the per-block call overhead (128→512 rank 2: 64-row blocks 1.07 vs 0.62 unblocked).
+_BLOCK_ELEMENTS = 1 << 19
+_MIN_BLOCK_ROWS = 128
 
 #: Materialised weights kept in eval mode, one per nested rank in use (per-token ranks).
 _CACHE_RANKS = 16
@@ -208,11 +228,19 @@ class TTMatrix(nn.Module):
         tt = tt_split_flops(self.row_modes, self.col_modes, ranks, batch)
         return {"dense": dense, "tt": tt}
 
-    def path_costs(self, batch: int, rank: int | None = None) -> dict[str, float]:
+    def path_costs(
+        self, batch: int, rank: int | None = None, graph: bool | None = None
+    ) -> dict[str, float]:
         """Estimated cost of each path in dense-GEMM FLOPs: the dense path's FLOPs; the
         factorised path's FLOPs × :data:`TT_FLOP_COST` plus :data:`TT_ELEMENT_COST` per
-        element of its intermediate (``batch · m_1 · r_1 · N'``)."""
+        element of its intermediate (``batch · m_1 · r_1 · N'``) when the call records
+        autograd (``graph``; default: whether the cores need gradients now), else its FLOPs ×
+        :data:`TT_BLOCKED_FLOP_COST`."""
         f = self.path_flops(batch, rank)
+        if graph is None:
+            graph = self._needs_graph()
+        if not graph:
+            return {"dense": float(f["dense"]), "tt": TT_BLOCKED_FLOP_COST * f["tt"]}
         inter = batch * self._intermediate_per_row(self.ranks_at(rank))
         return {"dense": float(f["dense"]), "tt": TT_FLOP_COST * f["tt"] + TT_ELEMENT_COST * inter}
 
@@ -223,34 +251,43 @@ class TTMatrix(nn.Module):
             return 0
         return self.col_modes[0] * ranks[0] * math.prod(self.row_modes[1:])
 
-    def choose_path(self, batch: int, rank: int | None = None) -> str:
+    def choose_path(self, batch: int, rank: int | None = None, graph: bool | None = None) -> str:
         """The path for a call: ``self.path`` if forced, else the one of lower
         :meth:`path_costs`."""
         if self.path != "auto":
             return self.path
-        c = self.path_costs(batch, rank)
+        c = self.path_costs(batch, rank, graph)
         return "tt" if c["tt"] < c["dense"] else "dense"
 
     # ------------------------------------------------------------------ matvec
-    def _contract(self, x: torch.Tensor, ranks: tuple[int, ...]) -> torch.Tensor:
-        """y = x Wᵀ without materialising W: x (B, M) → (B, N).
-
-        Cores 2..K are contracted into a small block R (r_1, N', M') (N' = N/n_1, M' = M/m_1);
-        then one GEMM and one broadcast batched matmul, with no permute of the activations:
-            T = x.view(B·m_1, M') @ R → (B, m_1·r_1, N');
-            y = G_1 (n_1, m_1·r_1) @ T → (B, n_1, N').
-        Measured on the dev VM (4096 tokens, eval forward, time / dense GEMM time) against one
-        opt_einsum-ordered einsum over the whole network: 512→2048 ranks 2/4/8: 0.34/0.54/0.87
-        vs 0.49/1.31/2.12; 768→3072: 0.26/0.42/0.85 vs 0.58/1.26/3.37.
-        """
+    def _factors(self, ranks: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The factorised path's two operands at ``ranks``: G_1 as (n_1, m_1·r_1) and cores
+        2..K contracted into R, laid out as (M', r_1·N') (N' = N/n_1, M' = M/m_1)."""
         cores = self._cores_at(ranks)
-        if len(cores) == 1:
-            return x @ cores[0][0, :, :, 0].T
         n1, m1 = self.row_modes[0], self.col_modes[0]
         R = _right_block(cores[1:])  # (r_1, N', M')
         r1, Np, Mp = R.shape
         Rm = R.permute(2, 0, 1).reshape(Mp, r1 * Np)  # (M', r_1·N')
         G1 = cores[0][0].reshape(n1, m1 * r1)  # (n_1, m_1·r_1)
+        return G1, Rm
+
+    def _contract(self, x: torch.Tensor, ranks: tuple[int, ...]) -> torch.Tensor:
+        """y = x Wᵀ without materialising W: x (B, M) → (B, N), differentiable.
+
+        One GEMM and one broadcast batched matmul, with no permute of the activations:
+            T = x.view(B·m_1, M') @ R → (B, m_1·r_1, N');
+            y = G_1 (n_1, m_1·r_1) @ T → (B, n_1, N').
+        Measured on the dev VM (4096 tokens, eval forward, time / dense GEMM time) against one
+        opt_einsum-ordered einsum over the whole network: 512→2048 ranks 2/4/8: 0.34/0.54/0.87
+        vs 0.49/1.31/2.12; 768→3072: 0.26/0.42/0.85 vs 0.58/1.26/3.37. The second product is
+        left to ``torch.matmul``, which folds it into one GEMM when G_1 needs a gradient (an
+        explicit ``bmm`` on the expanded G_1 ran 1.2–4× slower forward + backward).
+        """
+        if len(self.row_modes) == 1:
+            return x @ self._cores_at(ranks)[0][0, :, :, 0].T
+        n1, m1 = self.row_modes[0], self.col_modes[0]
+        G1, Rm = self._factors(ranks)
+        r1, Mp, Np = ranks[0], Rm.shape[0], Rm.shape[1] // ranks[0]
         # T has m_1·r_1·N' entries per row: at high ranks that is far more than the output, so
         # rows are processed in chunks that keep T under _MAX_INTERMEDIATE elements.
         step = max(1, _MAX_INTERMEDIATE // self._intermediate_per_row(ranks))
@@ -261,6 +298,59 @@ class TTMatrix(nn.Module):
             out.append(torch.matmul(G1, T.reshape(b, m1 * r1, Np)).reshape(b, n1 * Np))
         return out[0] if len(out) == 1 else torch.cat(out)
 
+    def _contract_into(
+        self,
+        x: torch.Tensor,
+        ranks: tuple[int, ...],
+        out: torch.Tensor,
+        index: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> None:
+        """out[index] = x[index] Wᵀ (+ bias) by the factorised path, without autograd.
+
+        x (B, cols) unpadded; out (B, rows); ``index`` the rows to compute (None: all). Rows run
+        in blocks of about :data:`_BLOCK_ELEMENTS` entries of T: each block's rows are gathered,
+        its T is used while still in cache, and its output is written (bias added) straight
+        into its rows of ``out``, with no group- or output-sized temporary.
+        """
+        n1, m1 = self.row_modes[0], self.col_modes[0]
+        M, N = math.prod(self.col_modes), math.prod(self.row_modes)
+        G1, Rm = self._factors(ranks)
+        r1, Mp, Np = ranks[0], Rm.shape[0], Rm.shape[1] // ranks[0]
+        step = max(_MIN_BLOCK_ROWS, _BLOCK_ELEMENTS // self._intermediate_per_row(ranks))
+        direct = index is None and N == self.rows and out.is_contiguous()
+        buf = None if direct else out.new_empty(min(step, x.shape[0]), n1, Np)  # one block
+        n_rows = x.shape[0] if index is None else index.numel()
+        for i in range(0, n_rows, step):
+            rows = None if index is None else index[i : i + step]
+            xb = x[i : i + step] if rows is None else x.index_select(0, rows)  # (b, cols)
+            if M != self.cols:
+                xb = F.pad(xb, (0, M - self.cols))
+            b = xb.shape[0]
+            T = xb.reshape(b * m1, Mp) @ Rm  # (b·m_1, r_1·N')
+            yb = out[i : i + b].view(b, n1, Np) if direct else buf[:b]
+            torch.bmm(G1.expand(b, n1, m1 * r1), T.view(b, m1 * r1, Np), out=yb)  # (b, n_1, N')
+            y2 = yb.view(b, N)[:, : self.rows]  # (b, rows), padding dropped
+            if bias is not None:
+                y2.add_(bias)
+            if rows is not None:
+                out.index_copy_(0, rows, y2)
+            elif not direct:
+                out[i : i + b].copy_(y2)
+
+    def _needs_graph(self, x: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> bool:
+        """Whether a call must record autograd (or is traced), so the blocked in-place
+        factorised path cannot run (without ``x``: whether the cores need gradients now)."""
+        if tracing():
+            return True
+        if not torch.is_grad_enabled():
+            return False
+        return (
+            any(c.requires_grad for c in self.cores)
+            or (x is not None and x.requires_grad)
+            or (bias is not None and bias.requires_grad)
+        )
+
     def matvec(
         self,
         x: torch.Tensor,
@@ -270,11 +360,16 @@ class TTMatrix(nn.Module):
     ):
         """y = x Wᵀ (+ bias) for x (B, cols) at nested rank ``rank`` → (B, rows)."""
         ranks = self.ranks_at(rank)
-        path = path or self.choose_path(x.shape[0], rank)
+        graph = self._needs_graph(x, bias)
+        path = path or self.choose_path(x.shape[0], rank, graph)
         if path not in PATHS[1:]:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
         if path == "dense":
             return F.linear(x, self.weight_at(ranks), bias)  # bias fused into the GEMM
+        if len(self.row_modes) > 1 and not graph:
+            out = x.new_empty(x.shape[0], self.rows)
+            self._contract_into(x, ranks, out, bias=bias)
+            return out
         M, N = math.prod(self.col_modes), math.prod(self.row_modes)
         if M != self.cols:
             x = F.pad(x, (0, M - self.cols))
@@ -301,10 +396,18 @@ class TTMatrix(nn.Module):
             raise ValueError("per-token ranks must be >= 1")
         if len(values) <= 1:  # one rank, or no rows at all
             return self.matvec(x, int(values[0]) if values else None, bias=bias)
+        graph = self._needs_graph(x, bias)
         out = None
         for r in values:
             idx = (ranks == r).nonzero().squeeze(1)
-            y = self.matvec(x.index_select(0, idx), int(r), bias=bias)
+            path = self.choose_path(idx.numel(), int(r), graph)
+            if path == "tt" and len(self.row_modes) > 1 and not graph:
+                if out is None:
+                    out = x.new_empty(x.shape[0], self.rows)
+                # gathers and scatters one cache-sized block of rows at a time
+                self._contract_into(x, self.ranks_at(int(r)), out, idx, bias)
+                continue
+            y = self.matvec(x.index_select(0, idx), int(r), path, bias)
             if out is None:
                 out = y.new_empty(x.shape[0], y.shape[1])
             # each group's rows go straight to their places: no concatenation pass
