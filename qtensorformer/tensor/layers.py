@@ -7,10 +7,10 @@ Both layers hold a TT-matrix W (N × M) as cores G_k (r_{k-1}, n_k, m_k, r_k) an
 by one of two paths with identical results:
   * ``"dense"``: materialise W, then one GEMM (cached in eval mode);
   * ``"tt"``: contract the input with the cores without building W (cores 2..K merged into a
-    small block, then two GEMMs).
-``path="auto"`` picks the path of lower estimated cost (FLOPs, the factorised ones weighted by
-``TT_FLOP_COST``, plus ``TT_ELEMENT_COST`` per element of the factorised intermediate) at the
-current batch size and rank.
+    small block, then two GEMMs; without autograd, in cache-sized blocks of rows).
+``path="auto"`` picks the path of lower estimated cost at the current batch size and rank:
+FLOPs, the factorised ones weighted by ``TT_FLOP_COST`` plus ``TT_ELEMENT_COST`` per element
+of the factorised intermediate when autograd is recorded, by ``TT_BLOCKED_FLOP_COST`` without.
 
 Ranks are *nested*: rank r uses the first r indices of every bond, so a trained layer can run
 at any smaller rank; per-token ranks group the tokens so lower ranks cost fewer FLOPs.
