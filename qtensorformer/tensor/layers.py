@@ -314,18 +314,17 @@ class TTMatrix(nn.Module):
         into its rows of ``out``, with no group- or output-sized temporary.
         """
         n1, m1 = self.row_modes[0], self.col_modes[0]
-        M, N = math.prod(self.col_modes), math.prod(self.row_modes)
+        N = math.prod(self.row_modes)
         G1, Rm = self._factors(ranks)
         r1, Mp, Np = ranks[0], Rm.shape[0], Rm.shape[1] // ranks[0]
         step = max(_MIN_BLOCK_ROWS, _BLOCK_ELEMENTS // self._intermediate_per_row(ranks))
-        direct = index is None and N == self.rows and out.is_contiguous()
+        direct = index is None and N == self.rows  # out's rows are the blocks' own output
         buf = None if direct else out.new_empty(min(step, x.shape[0]), n1, Np)  # one block
         n_rows = x.shape[0] if index is None else index.numel()
         for i in range(0, n_rows, step):
             rows = None if index is None else index[i : i + step]
             xb = x[i : i + step] if rows is None else x.index_select(0, rows)  # (b, cols)
-            if M != self.cols:
-                xb = F.pad(xb, (0, M - self.cols))
+            xb = self._pad_input(xb)  # (b, M)
             b = xb.shape[0]
             T = xb.reshape(b * m1, Mp) @ Rm  # (b·m_1, r_1·N')
             yb = out[i : i + b].view(b, n1, Np) if direct else buf[:b]
@@ -337,6 +336,17 @@ class TTMatrix(nn.Module):
                 out.index_copy_(0, rows, y2)
             elif not direct:
                 out[i : i + b].copy_(y2)
+
+    def _pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, cols) → (B, M): zero columns for the input modes' padding (none when
+        the modes multiply to ``cols``)."""
+        M = math.prod(self.col_modes)
+        return x if M == self.cols else F.pad(x, (0, M - self.cols))
+
+    def _blocked(self, graph: bool) -> bool:
+        """Whether the factorised path runs blocked (:meth:`_contract_into`): no autograd to
+        record, and at least two cores."""
+        return not graph and len(self.row_modes) > 1
 
     def _needs_graph(self, x: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> bool:
         """Whether a call must record autograd (or is traced), so the blocked in-place
@@ -366,15 +376,12 @@ class TTMatrix(nn.Module):
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
         if path == "dense":
             return F.linear(x, self.weight_at(ranks), bias)  # bias fused into the GEMM
-        if len(self.row_modes) > 1 and not graph:
+        if self._blocked(graph):
             out = x.new_empty(x.shape[0], self.rows)
             self._contract_into(x, ranks, out, bias=bias)
             return out
-        M, N = math.prod(self.col_modes), math.prod(self.row_modes)
-        if M != self.cols:
-            x = F.pad(x, (0, M - self.cols))
-        y = self._contract(x, ranks)
-        y = y[:, : self.rows] if N != self.rows else y
+        y = self._contract(self._pad_input(x), ranks)
+        y = y[:, : self.rows] if y.shape[1] != self.rows else y
         # in place: y is this call's own buffer, and saves a pass over a fresh output
         # (2–20% of the factorised path's time in eval, benchmarks/bench_tt.py shapes)
         return y if bias is None else y.add_(bias)
@@ -401,7 +408,7 @@ class TTMatrix(nn.Module):
         for r in values:
             idx = (ranks == r).nonzero().squeeze(1)
             path = self.choose_path(idx.numel(), int(r), graph)
-            if path == "tt" and len(self.row_modes) > 1 and not graph:
+            if path == "tt" and self._blocked(graph):
                 if out is None:
                     out = x.new_empty(x.shape[0], self.rows)
                 # gathers and scatters one cache-sized block of rows at a time
