@@ -19,8 +19,7 @@ import torch
 from _common import ensure_malloc_env, interleaved_medians_ms, machine, write_section
 from torch import nn
 
-from qtensorformer.tensor import TTLinear, default_n_modes, factorize, tt_num_params
-from qtensorformer.tensor.tt import _full_ranks
+from qtensorformer.tensor import TTLinear, default_n_modes, factorize, full_ranks, tt_num_params
 
 SHAPES = [(128, 512), (512, 2048), (768, 3072)]
 COMPRESSIONS = [2, 8, 32]
@@ -30,12 +29,12 @@ LOW_RANKS = [4, 2]
 
 
 def rank_for(d_in, d_out, compression, in_modes, out_modes) -> int:
-    full = _full_ranks(out_modes, in_modes)
+    full = full_ranks(in_modes=in_modes, out_modes=out_modes)
     best = 1
     for r in range(1, max(full) + 1):
-        if tt_num_params(out_modes, in_modes, tuple(min(r, f) for f in full)) * compression <= (
-            d_in * d_out
-        ):
+        if tt_num_params(
+            in_modes=in_modes, out_modes=out_modes, ranks=tuple(min(r, f) for f in full)
+        ) * compression <= (d_in * d_out):
             best = r
     return best
 

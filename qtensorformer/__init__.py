@@ -10,9 +10,10 @@ Example:
 """
 
 from ._version import __version__
-from .config import PRESETS, ModelConfig, count_parameters
+from .config import PRESETS, ModelConfig
 from .model import QTensorFormer
 from .nn import ForwardStats, LayerStats, distill_to_kan
+from .nn.sizing import count_parameters
 from .quantum import QuantumFeatureEncoder
 
 __all__ = [

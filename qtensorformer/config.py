@@ -1,8 +1,8 @@
 """ModelConfig: the Q-TensorFormer's sizes and pillars, validated on creation, JSON-serialisable.
 
 Every pillar has a switch, so the dense baseline is the same class with all of them off
-(:meth:`ModelConfig.dense`). :func:`count_parameters` counts a model's parameters from its
-config alone (by formula, without building it); the tests hold it to the built model's count.
+(:meth:`ModelConfig.dense`). This module imports nothing from the rest of the library: the
+parameter count by formula lives in :mod:`qtensorformer.nn.sizing`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from dataclasses import InitVar, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .nn.kernel_attention import KERNEL_NORMS
-from .quantum.ansatz import ANSATZE, ansatz_weight_shape
-from .quantum.entropy import entropy_bound
-
 __all__ = [
+    "ANSATZE",
+    "ENTROPY_SOURCES",
+    "KERNEL_NORMS",
     "PILLARS",
     "PRESETS",
+    "VARIANTS",
+    "VARIANT_NAMES",
     "ModelConfig",
-    "count_parameters",
-    "fit_rank_to_budget",
+    "model_config",
 ]
 
 #: Preset sizes (the seed's small/medium/large/xl); anything else comes from the defaults.
@@ -45,7 +45,40 @@ PILLARS = (
     "use_qkan",
 )
 
+#: Per-token entanglement scores: the quantum encoder's state, or the attention distribution.
 ENTROPY_SOURCES = ("quantum", "attention")
+#: Circuit ansatze: ``"strong"`` (Rot + CNOT ring, complex) and ``"real"`` (RY + CNOT, real).
+ANSATZE = ("strong", "real")
+#: Normalisations of the fidelity-kernel attention scores (see ``nn.kernel_attention``).
+KERNEL_NORMS = ("softmax", "rowsum")
+
+#: Named model variants: the pillars each turns on (everything else off).
+VARIANTS: dict[str, dict[str, bool]] = {
+    "dense": {},
+    "tt": {"use_tt_embedding": True, "use_tt_attention": True, "use_tt_ffn": True},
+    "default": {
+        "use_tt_embedding": True,
+        "use_tt_attention": True,
+        "use_tt_ffn": True,
+        "use_quantum_encoder": True,
+    },
+    "all": {
+        "use_tt_embedding": True,
+        "use_tt_attention": True,
+        "use_tt_ffn": True,
+        "use_quantum_encoder": True,
+        "use_quantum_attention": True,
+        "use_selective_routing": True,
+        "use_adaptive_rank": True,
+        "use_qkan": True,
+    },
+}
+VARIANT_NAMES = {
+    "dense": "dense baseline",
+    "tt": "TT compression only",
+    "default": "TT + quantum encoder",
+    "all": "every pillar",
+}
 
 
 class _hybridmethod:
@@ -224,7 +257,8 @@ class ModelConfig:
     def score_max(self) -> float:
         """S_max of the configured entanglement score (nats)."""
         if self.entropy_source == "quantum":
-            return entropy_bound(self.n_qubits, tuple(range(self.n_qubits // 2)))
+            # the cut between the first ⌊q/2⌋ wires and the rest: S_max = min(q_A, q_B)·log 2
+            return (self.n_qubits // 2) * math.log(2.0)
         return math.log(self.max_seq_len)
 
     @property
@@ -314,116 +348,14 @@ ModelConfig.hidden_dim = property(  # type: ignore[assignment]
 )
 
 
+def model_config(variant: str, preset: str, vocab_size: int, **overrides: Any) -> ModelConfig:
+    """The preset's sizes with the variant's pillars (see :data:`VARIANTS`)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
+    pillars = {**ModelConfig.dense().pillars, **VARIANTS[variant]}
+    return ModelConfig.preset(preset, vocab_size=vocab_size, **{**pillars, **overrides})
+
+
 def _check_int(name: str, v: Any, lo: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         raise ValueError(f"ModelConfig: {name} must be an int >= {lo}, got {v!r}")
-
-
-# ---------------------------------------------------------------------- parameter count
-def _tt_params(rows: int, cols: int, rank: int) -> int:
-    """Parameters of a TT-matrix rows×cols at uniform rank, on the default mode layout."""
-    from .tensor.factorize import default_n_modes, factorize
-    from .tensor.tt import _full_ranks, tt_num_params
-
-    k = default_n_modes(rows, cols)
-    rm, cm = factorize(rows, k).modes, factorize(cols, k).modes
-    ranks = tuple(min(rank, f) for f in _full_ranks(rm, cm))
-    return tt_num_params(rm, cm, ranks)
-
-
-def count_parameters(config: ModelConfig) -> dict[str, int]:
-    """Parameters by component, from the config alone (formulas, no model is built).
-
-    Keys: ``embedding`` (tied with the LM head), ``positions``, ``encoder``, ``attention``,
-    ``kernel_attention``, ``router``, ``rank_scheduler``, ``ffn``, ``activation``,
-    ``norms``, and ``total``.
-
-    Example:
-        >>> count_parameters(ModelConfig.dense("small"))["embedding"]
-        1280000
-    """
-    c = config
-    d, f, L, h, q = c.d_model, c.d_ff, c.n_layers, c.n_heads, c.n_qubits
-    lin = (lambda i, o: _tt_params(o, i, c.tt_rank) + o) if c.use_tt_attention else None
-    out: dict[str, int] = {}
-    out["embedding"] = (
-        _tt_params(c.vocab_size, d, c.emb_rank) if c.use_tt_embedding else c.vocab_size * d
-    )
-    out["positions"] = c.max_seq_len * d
-    circuit = math.prod(ansatz_weight_shape(c.ansatz, c.n_circuit_layers, q))
-    # per block: proj d→q, circuit, proj q→d, own LayerNorm
-    out["encoder"] = L * (d * q + q + circuit + q * d + d + 2 * d) if c.use_quantum_encoder else 0
-    if c.use_tt_attention:
-        att = lin(d, 3 * d) + lin(d, d)
-    else:
-        att = (d * 3 * d + 3 * d) + (d * d + d)
-    out["attention"] = L * att
-    # per head: q and k angle projections head_dim→q (+bias) and a temperature; one circuit
-    out["kernel_attention"] = (
-        L * (h * 2 * (c.head_dim * q + q) + h + circuit) if c.use_quantum_attention else 0
-    )
-    out["router"] = L if c.use_selective_routing else 0
-    out["rank_scheduler"] = L if c.use_adaptive_rank else 0
-    if c.use_tt_ffn:
-        ffn = _tt_params(f, d, c.tt_rank) + f + _tt_params(d, f, c.tt_rank) + d
-    else:
-        ffn = d * f + f + f * d + d
-    out["ffn"] = L * ffn
-    if c.kan_grid is not None:  # distilled B-spline KAN: G + 3 coefficients per channel
-        out["activation"] = L * f * (c.kan_grid + 3 + (1 if c.qkan_base else 0))
-    elif c.use_qkan:  # DARUAN: θ (r+1, 2), w (r), b (r) per channel (+ β, a, c with the base)
-        per = 2 * (c.qkan_reps + 1) + 2 * c.qkan_reps + (3 if c.qkan_base else 0)
-        out["activation"] = L * f * per
-    else:
-        out["activation"] = 0
-    out["norms"] = L * 4 * d + 2 * d
-    out["total"] = sum(out.values())
-    return out
-
-
-def fit_rank_to_budget(config: ModelConfig) -> ModelConfig:
-    """Resolve ``max_params``: the config with the largest ``tt_rank`` (and embedding rank)
-    whose model fits the budget. Unchanged when ``max_params`` is None.
-
-    Raises ValueError when even rank 1 does not fit, or when no TT pillar is on and the dense
-    model is over budget.
-    """
-    c = config
-    if c.max_params is None:
-        return c
-    tt_on = c.use_tt_ffn or c.use_tt_attention or c.use_tt_embedding
-    if not tt_on:
-        n = count_parameters(c)["total"]
-        if n > c.max_params:
-            raise ValueError(
-                f"max_params={c.max_params:,} but the model without TT layers has {n:,} "
-                "parameters; turn on a TT pillar (use_tt_ffn/attention/embedding) or raise "
-                "the budget"
-            )
-        return c
-
-    def at(r: int) -> ModelConfig:
-        kw: dict[str, Any] = {"tt_rank": r, "embedding_rank": None}
-        if c.use_adaptive_rank:
-            kw["r_max"] = r
-            kw["r_min"] = min(c.r_min, r)
-        return replace(c, **kw)
-
-    lo_n = count_parameters(at(1))["total"]
-    if lo_n > c.max_params:
-        raise ValueError(
-            f"max_params={c.max_params:,} cannot be met: even TT rank 1 gives {lo_n:,} "
-            "parameters; raise the budget, shrink d_model/vocab_size/max_seq_len, or turn on "
-            "more TT pillars"
-        )
-    lo, hi = 1, 1
-    while count_parameters(at(hi * 2))["total"] <= c.max_params and hi < 4096:
-        hi *= 2
-    hi *= 2
-    while hi - lo > 1:  # largest r with count(at(r)) <= max_params
-        mid = (lo + hi) // 2
-        if count_parameters(at(mid))["total"] <= c.max_params:
-            lo = mid
-        else:
-            hi = mid
-    return at(lo)

@@ -1,4 +1,7 @@
-"""Saving and loading models: ``config.json`` + ``model.safetensors``, written atomically.
+"""The saved-model format: ``config.json`` + ``model.safetensors``, written atomically.
+
+:meth:`QTensorFormer.save_pretrained` / :meth:`~QTensorFormer.from_pretrained` use these
+helpers; this module sits below the model (it never imports it).
 
 A directory is accepted only if its ``config.json`` says ``"format": "qtensorformer"`` and the
 safetensors file carries the same format in its metadata; anything else (a Hugging Face
@@ -9,21 +12,21 @@ that says what is wrong and what to do.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ._version import __version__
 from .config import ModelConfig
+from .files import CheckpointError, atomic_write
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "CheckpointError",
     "atomic_write",
-    "load_model",
+    "load_state",
+    "read_config",
     "save_model",
 ]
 
@@ -33,28 +36,9 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-class CheckpointError(ValueError):
-    """A model directory or file that cannot be loaded (foreign, corrupt or mismatched)."""
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Write ``path`` through ``write(tmp_path)`` on a temporary file in the same directory,
-    then rename it into place: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_model(model, directory: str | Path) -> Path:
-    """Save ``model`` (a :class:`~qtensorformer.QTensorFormer`) to ``directory``."""
+    """Save ``model`` (anything with a ``config`` that has ``to_dict()`` and a ``state_dict``,
+    i.e. a :class:`~qtensorformer.QTensorFormer`) to ``directory``."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -127,36 +111,3 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
             return {k: f.get_tensor(k) for k in f.keys()}
     except SafetensorError as e:
         raise CheckpointError(f"{path} is corrupt or not a safetensors file ({e})") from e
-
-
-def load_model(directory: str | Path, map_location: str | torch.device = "cpu"):
-    """Load a model saved by :func:`save_model`."""
-    from .model import QTensorFormer
-
-    directory = Path(directory)
-    config = read_config(directory)
-    state = load_state(directory / WEIGHTS_NAME, map_location)
-    with torch.device("meta"):
-        model = QTensorFormer(config)
-    expected = model.state_dict()
-    # files written before the router target became a buffer: it equals the config's value
-    for k in expected:
-        if k.endswith("router.target_fraction") and k not in state:
-            state[k] = torch.tensor(float(config.route_fraction))
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{directory / WEIGHTS_NAME} does not match its config: missing "
-            f"{missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected "
-            f"{unexpected[:5]}{'…' if len(unexpected) > 5 else ''}"
-        )
-    bad = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if state[k].shape != v.shape
-    ]
-    if bad:
-        raise CheckpointError(f"tensor shapes do not match the config: {bad[:5]}")
-    model.load_state_dict(state, assign=True)
-    return model.to(map_location)

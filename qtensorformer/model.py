@@ -6,20 +6,49 @@ Index legend: b batch, n sequence, d model width, V vocabulary.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._tracing import tracing
-from .config import ModelConfig, fit_rank_to_budget
+from .config import ModelConfig
+from .files import CheckpointError
+from .io import WEIGHTS_NAME, load_state, read_config, save_model
 from .nn._flops import linear_flops
 from .nn.block import QTensorFormerBlock
+from .nn.sizing import fit_rank_to_budget
 from .nn.stats import ForwardStats
 from .tensor.layers import TTEmbedding, TTLinear, TTMatrix
 
-__all__ = ["QTensorFormer"]
+__all__ = ["ModelOutput", "QTensorFormer"]
+
+
+@dataclass
+class ModelOutput:
+    """What :meth:`QTensorFormer.forward` computed: ``logits`` (b, n, V), ``loss`` (None
+    without labels) and ``stats`` (:class:`~qtensorformer.nn.ForwardStats`: decisions and
+    costs). Unpacks like a tuple: ``logits, loss, stats = model(ids)``; ``out[0]`` is the
+    logits."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None
+    stats: ForwardStats
+
+    def _astuple(self) -> tuple[torch.Tensor, torch.Tensor | None, ForwardStats]:
+        return (self.logits, self.loss, self.stats)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._astuple())
+
+    def __getitem__(self, index: int) -> Any:
+        return self._astuple()[index]
+
+    def __len__(self) -> int:
+        return 3
 
 
 def _tt_lookup_flops(emb: TTEmbedding, tokens: int) -> int:
@@ -37,7 +66,8 @@ class QTensorFormer(nn.Module):
     from simulated quantum circuits, whose hard tokens can take a quantum-kernel attention path
     and whose TT-FFN ranks can follow a per-token entanglement score.
 
-    ``forward(input_ids, labels=None) -> (logits, loss, stats)``: ``labels`` are the input ids
+    ``forward(input_ids, labels=None) -> ModelOutput`` (unpacks as ``logits, loss, stats``):
+    ``labels`` are the input ids
     themselves (or with -100 where ignored); the model shifts them, as Hugging Face causal LMs
     do. ``loss`` = LM cross-entropy + the weighted auxiliary losses (None without labels);
     ``stats`` is a :class:`~qtensorformer.nn.ForwardStats`.
@@ -127,9 +157,7 @@ class QTensorFormer(nn.Module):
             return self.embed.project(h)
         return F.linear(h, self.embed.weight)
 
-    def forward(
-        self, input_ids: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, ForwardStats]:
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> ModelOutput:
         self._check_ids(input_ids)
         b, n = input_ids.shape
         T = b * n
@@ -170,19 +198,9 @@ class QTensorFormer(nn.Module):
             )
             stats.lm_loss = lm.detach()
             loss = lm + sum(stats.aux_losses.values()) if stats.aux_losses else lm
-        return logits, loss, stats
+        return ModelOutput(logits, loss, stats)
 
     # ------------------------------------------------------------------ generation
-    @torch.no_grad()
-    def audit(self, input_ids: torch.Tensor, tokenizer=None):
-        """Every routing and rank decision of an eval forward on ``input_ids`` ((n,) or
-        (b, n)), per layer and token: token text (with ``tokenizer``), entropy, threshold,
-        path, rank and FLOPs. Returns an :class:`~qtensorformer.explain.AuditTrail`
-        (``.save(path)`` writes JSON, ``.table(layer)`` a rich table)."""
-        from .explain import audit
-
-        return audit(self, input_ids, tokenizer)
-
     def generate(
         self,
         input_ids: torch.Tensor,
@@ -246,7 +264,7 @@ class QTensorFormer(nn.Module):
 
     def parameter_table(self, per_layer: bool = False) -> dict[str, int]:
         """Parameters per component (``per_layer=False`` sums the blocks: the keys of
-        :func:`~qtensorformer.config.count_parameters`), plus ``total``."""
+        :func:`~qtensorformer.nn.sizing.count_parameters`), plus ``total``."""
         out: dict[str, int] = {}
         for name, m in self._components():
             n = sum(p.numel() for p in m.parameters()) if m is not None else 0
@@ -264,15 +282,42 @@ class QTensorFormer(nn.Module):
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` to ``directory`` (atomically)."""
-        from .io import save_model
-
         return save_model(self, directory)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | Path, map_location: str | torch.device = "cpu"
     ) -> QTensorFormer:
-        """Load a model saved by :meth:`save_pretrained`; refuses foreign or corrupt files."""
-        from .io import load_model
+        """Load a model saved by :meth:`save_pretrained`; refuses foreign or corrupt files
+        (:class:`~qtensorformer.files.CheckpointError`)."""
+        directory = Path(directory)
+        config = read_config(directory)
+        state = load_state(directory / WEIGHTS_NAME, map_location)
+        with torch.device("meta"):
+            model = cls(config)
+        _check_state(model.state_dict(), state, config, directory / WEIGHTS_NAME)
+        model.load_state_dict(state, assign=True)
+        return model.to(map_location)
 
-        return load_model(directory, map_location)
+
+def _check_state(expected: dict, state: dict, config: ModelConfig, path: Path) -> None:
+    """Refuse a weights file whose tensors do not match the model built from its config."""
+    # files written before the router target became a buffer: it equals the config's value
+    for k in expected:
+        if k.endswith("router.target_fraction") and k not in state:
+            state[k] = torch.tensor(float(config.route_fraction))
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match its config: missing "
+            f"{missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected "
+            f"{unexpected[:5]}{'…' if len(unexpected) > 5 else ''}"
+        )
+    bad = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if state[k].shape != v.shape
+    ]
+    if bad:
+        raise CheckpointError(f"tensor shapes do not match the config: {bad[:5]}")

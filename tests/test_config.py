@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from qtensorformer import PRESETS, ModelConfig, QTensorFormer, count_parameters
-from qtensorformer.config import PILLARS, fit_rank_to_budget
+from qtensorformer.config import PILLARS
+from qtensorformer.nn.sizing import fit_rank_to_budget
 
 
 def test_hidden_dim_alias_and_defaults():

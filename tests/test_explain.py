@@ -18,6 +18,7 @@ from qtensorformer.data import WordVocab, synthetic_corpus
 from qtensorformer.explain import (
     AuditTrail,
     LLMExplainer,
+    audit,
     explain_budget,
     explain_token,
     explain_trail,
@@ -49,7 +50,7 @@ def test_audit_matches_the_forward_pass(source):
     torch.manual_seed(0)
     m = _model(entropy_source=source)
     ids = torch.randint(0, 60, (2, 24))
-    trail = m.audit(ids)
+    trail = audit(m, ids)
     assert m.training  # audit restores the mode
     m.eval()
     with torch.no_grad():
@@ -76,7 +77,7 @@ def test_audit_json_round_trip_and_table(tmp_path):
     torch.manual_seed(1)
     m = _model()
     vocab = WordVocab([f"w{i}" for i in range(58)] + ["<eos>", "<unk>"])
-    trail = m.audit(torch.randint(0, 60, (10,)), vocab)
+    trail = audit(m, torch.randint(0, 60, (10,)), vocab)
     assert trail.records[0].token.startswith("w")
     path = trail.save(tmp_path / "audit.json")
     back = AuditTrail.load(path)
@@ -89,7 +90,7 @@ def test_audit_json_round_trip_and_table(tmp_path):
 def test_templates_are_deterministic_and_state_the_numbers():
     torch.manual_seed(2)
     m = _model()
-    trail = m.audit(torch.randint(0, 60, (16,)))
+    trail = audit(m, torch.randint(0, 60, (16,)))
     a, b = explain_trail(trail), explain_trail(trail)
     assert a == b and a[0].startswith("Layer 0: 16 tokens")
     routed = next(r for r in trail.records if r.path == "quantum")
@@ -162,7 +163,7 @@ class _Server:
 @pytest.fixture
 def trail():
     torch.manual_seed(3)
-    return _model().audit(torch.randint(0, 60, (12,)))
+    return audit(_model(), torch.randint(0, 60, (12,)))
 
 
 def test_llm_explainer_talks_openai_chat(trail, monkeypatch):

@@ -148,10 +148,10 @@ def test_grouped_per_token_ranks_equal_token_by_token(activation):
     ffn = FeedForward(24, 96, tt_rank=7, activation=activation).double()
     x = torch.randn(3, 11, 24, dtype=torch.float64)
     ranks = torch.randint(1, 8, (3, 11))
-    y = ffn(x, ranks)
+    y = ffn(x, ranks).y
     ref = torch.stack(
         [
-            torch.stack([ffn(x[i, j : j + 1], int(ranks[i, j]))[0] for j in range(11)])
+            torch.stack([ffn(x[i, j : j + 1], int(ranks[i, j])).y[0] for j in range(11)])
             for i in range(3)
         ]
     )
@@ -160,7 +160,7 @@ def test_grouped_per_token_ranks_equal_token_by_token(activation):
     r = 3
     W1, W2 = ffn.w1.to_dense(r), ffn.w2.to_dense(r)
     dense = ffn.act(x @ W1.T + ffn.w1.bias) @ W2.T + ffn.w2.bias
-    torch.testing.assert_close(ffn(x, torch.full((3, 11), r)), dense, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ffn(x, torch.full((3, 11), r)).y, dense, rtol=1e-10, atol=1e-12)
 
 
 def test_rank_straight_through_is_finite_difference():
@@ -168,8 +168,8 @@ def test_rank_straight_through_is_finite_difference():
     x = torch.randn(2, 7, 16, dtype=torch.float64)
     ranks = torch.randint(2, 6, (2, 7))
     soft = ranks.double().requires_grad_(True)
-    y = ffn(x, ranks, soft)
-    torch.testing.assert_close(y, ffn(x, ranks))  # value unchanged
+    y = ffn(x, ranks, soft).y
+    torch.testing.assert_close(y, ffn(x, ranks).y)  # value unchanged
     g = torch.randn_like(y)
     (y * g).sum().backward()
     expected = torch.stack(
@@ -179,8 +179,8 @@ def test_rank_straight_through_is_finite_difference():
                     (
                         g[i, j]
                         * (
-                            ffn(x[i, j : j + 1], int(ranks[i, j]))[0]
-                            - ffn(x[i, j : j + 1], int(ranks[i, j]) - 1)[0]
+                            ffn(x[i, j : j + 1], int(ranks[i, j])).y[0]
+                            - ffn(x[i, j : j + 1], int(ranks[i, j]) - 1).y[0]
                         )
                     ).sum()
                     for j in range(7)
@@ -206,7 +206,7 @@ def test_gathered_routing_equals_full_paths(norm):
     x = torch.randn(3, 9, 16, dtype=torch.float64)
     hardness = torch.rand(3, 9, dtype=torch.float64)
     out = att(x, hardness)
-    used = att.last_circuits
+    used = out.circuits
     routed = out.route.routed
     assert 0 < routed.sum() < routed.numel()
     quantum, router = att.quantum, att.router
@@ -235,7 +235,7 @@ def test_kernel_attention_weights():
     torch.testing.assert_close(K, (sq @ sk.mT).square())
     v = torch.eye(6, dtype=torch.float64).expand(2, 2, 6, 6)  # output = attention matrix
     causal = torch.ones(6, 6, dtype=torch.bool).tril()[None, None]
-    A = att(q, k, v, causal)
+    A = att(q, k, v, causal).y
     torch.testing.assert_close(A.sum(-1), torch.ones(2, 2, 6, dtype=torch.float64))
     assert A.masked_select(~causal).abs().max() == 0
     torch.testing.assert_close(A, (K * causal) / (K * causal).sum(-1, keepdim=True))
@@ -245,7 +245,7 @@ def test_kernel_attention_gradcheck():
     att = QuantumKernelAttention(1, 3, n_qubits=2, n_layers=1, norm="softmax").double()
     causal = torch.ones(4, 4, dtype=torch.bool).tril()[None, None]
     q, k, v = (torch.randn(1, 1, 4, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    assert torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, causal), (q, k, v))
+    assert torch.autograd.gradcheck(lambda a, b, c: att(a, b, c, causal).y, (q, k, v))
 
 
 PILLAR_SETS = {
@@ -392,16 +392,16 @@ def test_rank_step_rounds_to_a_grid_and_scales_the_finite_difference():
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     ranks = torch.tensor([[3, 6, 9, 6, 3], [9, 9, 3, 6, 6]])
     soft = ranks.double().requires_grad_(True)
-    y = ffn(x, ranks, soft, rank_step=3)
+    y = ffn(x, ranks, soft, rank_step=3).y
     g = torch.randn_like(y)
     (y * g).sum().backward()
     for i in range(2):
         for j in range(5):
             rk, xt = int(ranks[i, j]), x[i, j : j + 1]
             slope = (
-                (ffn(xt, rk)[0] - ffn(xt, rk - 3)[0]) / 3
+                (ffn(xt, rk).y[0] - ffn(xt, rk - 3).y[0]) / 3
                 if rk > 3
-                else (ffn(xt, rk)[0] - ffn(xt, 1)[0]) / (rk - 1)
+                else (ffn(xt, rk).y[0] - ffn(xt, 1).y[0]) / (rk - 1)
             )
             torch.testing.assert_close(soft.grad[i, j], (g[i, j] * slope).sum())
     # the model passes its step through and the config validates it

@@ -331,3 +331,74 @@ def test_energy_config_errors(tmp_path, data):
             vocab,
             quiet=True,
         )
+
+
+def test_train_step_loss_equals_a_manual_forward(tmp_path, data):
+    import copy
+
+    vocab, ids = data
+    trainer = Trainer(
+        _model(vocab), ids["train"], ids["valid"], _cfg(), tmp_path, vocab, quiet=True
+    )
+    run = trainer._prepare(resume=False)
+    batch = next(trainer._batches(run.state))
+    reference = copy.deepcopy(trainer.model).train()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    torch.manual_seed(7)
+    _, loss, stats = reference(batch, labels=batch)
+    torch.manual_seed(7)
+    out = trainer._train_step(run, batch)
+    assert out.loss == float(loss.detach()) and out.lm_loss == float(stats.lm_loss)
+    assert math.isfinite(out.grad_norm) and out.grad_norm > 0
+    assert run.scheduler.last_epoch == 1 and run.state.step == 0  # counted by the loop
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)
+    )
+
+
+def test_train_step_stops_before_updating_on_a_non_finite_loss(tmp_path, data, monkeypatch):
+    from qtensorformer.train import TrainingDiverged
+
+    vocab, ids = data
+    model = _model(vocab)
+    trainer = Trainer(model, ids["train"], ids["valid"], _cfg(), tmp_path, vocab, quiet=True)
+    run = trainer._prepare(resume=False)
+    orig = model.forward
+
+    def poisoned(*a, **k):
+        logits, loss, stats = orig(*a, **k)
+        return logits, loss * float("inf"), stats
+
+    monkeypatch.setattr(model, "forward", poisoned)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TrainingDiverged, match="step 1: loss = "):
+        trainer._train_step(run, next(trainer._batches(run.state)))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert run.scheduler.last_epoch == 0
+
+
+def test_weight_decay_skips_norms_and_takes_tt_cores(data):
+    from qtensorformer.train.trainer import param_groups
+
+    vocab, _ = data
+    model = _model(vocab, use_tt_ffn=True)
+    decay, rest = (g["params"] for g in param_groups(model, 0.1))
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert any("cores" in names[id(p)] for p in decay)
+    kept = ("bias", "ln_q.weight", "ln1.weight", "ln2.weight", "circuit.weights")
+    assert not any(names[id(p)].endswith(kept) for p in decay)
+    assert any(names[id(p)].endswith("ln1.weight") for p in rest)
+    assert len(decay) + len(rest) == len(list(model.parameters()))
+
+
+def test_run_folder_layout(tmp_path, data):
+    from qtensorformer.files import RunDir
+
+    vocab, ids = data
+    cfg = _cfg(max_steps=4)
+    Trainer(_model(vocab), ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
+    run = RunDir(tmp_path)
+    assert run.is_run() and run.has_best() and run.pareto.is_file()
+    assert run.read_summary()["steps"] == 4
+    assert latest_checkpoint(tmp_path) == run.checkpoint(4)
+    assert [r["event"] for r in run.read_metrics()][-1] == "end"

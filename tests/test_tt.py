@@ -27,7 +27,7 @@ def rel_err(a, b):
 @pytest.mark.parametrize(("out_modes", "in_modes"), SHAPES)
 def test_full_rank_is_exact(out_modes, in_modes):
     W = torch.randn(math.prod(out_modes), math.prod(in_modes), dtype=F64)
-    tt = tt_svd(W, in_modes, out_modes)
+    tt = tt_svd(W, in_modes=in_modes, out_modes=out_modes)
     torch.testing.assert_close(tt.to_dense(), W, atol=1e-10, rtol=0)
     assert tt.error_bound < 1e-12
     assert [tuple(c.shape[1:3]) for c in tt.cores] == list(zip(out_modes, in_modes, strict=True))
@@ -37,7 +37,7 @@ def test_full_rank_is_exact(out_modes, in_modes):
 @pytest.mark.parametrize(("out_modes", "in_modes"), SHAPES)
 def test_tolerance_guarantee_on_random_matrices(out_modes, in_modes, tol):
     W = torch.randn(math.prod(out_modes), math.prod(in_modes), dtype=F64)
-    tt = tt_svd(W, in_modes, out_modes, tol=tol)
+    tt = tt_svd(W, in_modes=in_modes, out_modes=out_modes, tol=tol)
     err = rel_err(tt.to_dense(), W)
     assert err <= tol + 1e-12
     assert err <= tt.error_bound + 1e-12  # the bound is a true upper bound
@@ -54,7 +54,7 @@ def test_tolerance_on_low_rank_plus_noise_finds_the_low_rank():
     ]
     W0 = tt_to_dense(cores)
     W = W0 + 1e-3 * torch.linalg.norm(W0) / math.sqrt(W0.numel()) * torch.randn_like(W0)
-    tt = tt_svd(W, in_modes, out_modes, tol=1e-2)
+    tt = tt_svd(W, in_modes=in_modes, out_modes=out_modes, tol=1e-2)
     assert tt.ranks == (3, 3)
     assert rel_err(tt.to_dense(), W) <= 1e-2
     assert rel_err(tt.to_dense(), W0) <= 2e-3
@@ -63,23 +63,27 @@ def test_tolerance_on_low_rank_plus_noise_finds_the_low_rank():
 def test_fixed_rank_and_parameter_budget():
     out_modes, in_modes = (8, 8, 8), (8, 8, 8)
     W = torch.randn(512, 512, dtype=F64)
-    tt = tt_svd(W, in_modes, out_modes, rank=5)
+    tt = tt_svd(W, in_modes=in_modes, out_modes=out_modes, rank=5)
     assert tt.ranks == (5, 5)
-    tt = tt_svd(W, in_modes, out_modes, rank=(3, 7))
-    assert tt.ranks == (3, 7) and tt.num_params == tt_num_params(out_modes, in_modes, (3, 7))
+    tt = tt_svd(W, in_modes=in_modes, out_modes=out_modes, rank=(3, 7))
+    assert tt.ranks == (3, 7) and tt.num_params == tt_num_params(
+        in_modes=in_modes, out_modes=out_modes, ranks=(3, 7)
+    )
     budget = 20_000
-    tt = tt_svd(W, in_modes, out_modes, max_params=budget)
+    tt = tt_svd(W, in_modes=in_modes, out_modes=out_modes, max_params=budget)
     assert tt.num_params <= budget
     r = tt.ranks[0]
-    assert tt_num_params(out_modes, in_modes, (r + 1, r + 1)) > budget  # largest cap that fits
+    assert (
+        tt_num_params(in_modes=in_modes, out_modes=out_modes, ranks=(r + 1, r + 1)) > budget
+    )  # largest cap that fits
     # more parameters, less error
-    small = tt_svd(W, in_modes, out_modes, max_params=5_000)
+    small = tt_svd(W, in_modes=in_modes, out_modes=out_modes, max_params=5_000)
     assert rel_err(small.to_dense(), W) > rel_err(tt.to_dense(), W)
 
 
 def test_spectra_and_entropies():
     W = torch.randn(64, 64, dtype=F64)
-    tt = tt_svd(W, (8, 8), (8, 8))
+    tt = tt_svd(W, in_modes=(8, 8), out_modes=(8, 8))
     assert len(tt.singular_values) == 1
     p = tt.spectra[0]
     torch.testing.assert_close(p.sum(), torch.tensor(1.0, dtype=F64))
@@ -87,7 +91,7 @@ def test_spectra_and_entropies():
     # A rank-1 (product) matrix has zero bond entropy.
     a, b = torch.randn(8, 8, dtype=F64), torch.randn(8, 8, dtype=F64)
     W1 = torch.einsum("ij,kl->ikjl", a, b).reshape(64, 64)  # kron(a, b)
-    tt1 = tt_svd(W1, (8, 8), (8, 8), tol=1e-12)
+    tt1 = tt_svd(W1, in_modes=(8, 8), out_modes=(8, 8), tol=1e-12)
     assert tt1.ranks == (1,)
     assert tt1.entropies[0] == pytest.approx(0.0, abs=1e-10)
 
@@ -104,7 +108,7 @@ def test_matches_tensorly_tensor_train_matrix(out_modes, in_modes):
         W = torch.randn(N, M, dtype=F64)
         K = len(out_modes)
         for r in (1, 2, 3):
-            ours = tt_svd(W, in_modes, out_modes, rank=r)
+            ours = tt_svd(W, in_modes=in_modes, out_modes=out_modes, rank=r)
             ref = tensor_train_matrix(
                 W.reshape(*out_modes, *in_modes), rank=[1] + [r] * (K - 1) + [1]
             )
@@ -117,14 +121,14 @@ def test_matches_tensorly_tensor_train_matrix(out_modes, in_modes):
 def test_tt_round_tolerance_and_rank():
     out_modes, in_modes = (4, 4, 4, 4), (4, 4, 4, 4)
     W = torch.randn(256, 256, dtype=F64)
-    exact = tt_svd(W, in_modes, out_modes)
+    exact = tt_svd(W, in_modes=in_modes, out_modes=out_modes)
     for tol in (0.1, 0.4):
         rounded = tt_round(exact.cores, tol=tol)
         assert rel_err(rounded.to_dense(), W) <= tol + 1e-10
     capped = tt_round(exact.cores, rank=3)
     assert max(capped.ranks) <= 3
     # A + A as a train with doubled bonds rounds back to A's ranks, matrix unchanged.
-    small = tt_svd(W, in_modes, out_modes, rank=2).cores
+    small = tt_svd(W, in_modes=in_modes, out_modes=out_modes, rank=2).cores
     blocks = _block_diag_train(small, small)
     torch.testing.assert_close(tt_to_dense(blocks), 2 * tt_to_dense(small))
     r = tt_round(blocks, tol=1e-10)
@@ -166,16 +170,16 @@ def test_factorize():
 def test_bad_input_is_a_clear_error():
     W = torch.randn(64, 32, dtype=F64)
     with pytest.raises(ValueError, match=r"in_modes=.*multiply to 30"):
-        tt_svd(W, (5, 6), (8, 8))
+        tt_svd(W, in_modes=(5, 6), out_modes=(8, 8))
     with pytest.raises(ValueError, match="out_modes"):
-        tt_svd(W, (4, 8), (8, 7))
+        tt_svd(W, in_modes=(4, 8), out_modes=(8, 7))
     with pytest.raises(ValueError, match="same number of modes"):
-        tt_svd(W, (4, 8), (4, 4, 4))
+        tt_svd(W, in_modes=(4, 8), out_modes=(4, 4, 4))
     with pytest.raises(ValueError, match="ranks must be ints >= 1"):
-        tt_svd(W, (4, 8), (8, 8), rank=0)
+        tt_svd(W, in_modes=(4, 8), out_modes=(8, 8), rank=0)
     with pytest.raises(ValueError, match="at most one"):
-        tt_svd(W, (4, 8), (8, 8), rank=2, tol=0.1)
+        tt_svd(W, in_modes=(4, 8), out_modes=(8, 8), rank=2, tol=0.1)
     with pytest.raises(ValueError, match="max_params"):
-        tt_svd(W, (4, 8), (8, 8), max_params=10)
+        tt_svd(W, in_modes=(4, 8), out_modes=(8, 8), max_params=10)
     with pytest.raises(ValueError, match="2-D"):
-        tt_svd(torch.randn(4, 4, 4), (4,), (4,))
+        tt_svd(torch.randn(4, 4, 4), in_modes=(4,), out_modes=(4,))

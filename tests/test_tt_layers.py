@@ -106,13 +106,13 @@ def test_per_token_ranks_equal_token_by_token():
 
 
 def test_auto_path_follows_estimated_costs():
-    from qtensorformer.tensor.layers import TT_BLOCKED_FLOP_COST, TT_ELEMENT_COST, TT_FLOP_COST
+    from qtensorformer.tensor.layers import TT_COSTS
 
     small = TTLinear(512, 2048, 2)
     c = small.path_costs(4096)
     f = small.path_flops(4096)
     inter = 4096 * small.in_modes[0] * 2 * math.prod(small.out_modes[1:])
-    assert c["tt"] == TT_FLOP_COST * f["tt"] + TT_ELEMENT_COST * inter
+    assert c["tt"] == TT_COSTS.flop * f["tt"] + TT_COSTS.element * inter
     assert c["tt"] < c["dense"] and small.choose_path(4096) == "tt"
     big = TTLinear(512, 2048, 64)
     cb = big.path_costs(4096)
@@ -121,18 +121,18 @@ def test_auto_path_follows_estimated_costs():
     # (measured slower than dense, benchmarks/bench_tt.py): the element cost keeps it dense
     tiny = TTLinear(128, 512, 2)
     ft = tiny.path_flops(4096)
-    assert TT_FLOP_COST * ft["tt"] < ft["dense"] and tiny.choose_path(4096) == "dense"
+    assert TT_COSTS.flop * ft["tt"] < ft["dense"] and tiny.choose_path(4096) == "dense"
     # In eval mode a cached W removes the materialisation cost from the dense path.
     big.eval()
     with torch.no_grad():
         big(torch.randn(2, 512))
         assert big.path_flops(4096)["dense"] == 2 * 4096 * 512 * 2048
     # Without autograd the factorised path runs in cache-sized blocks: FLOPs alone, at
-    # TT_BLOCKED_FLOP_COST, which sends 128→512 at rank 2 (measured faster there) to it.
+    # TT_COSTS.blocked_flop, which sends 128→512 at rank 2 (measured faster there) to it.
     tiny.eval()
     with torch.no_grad():
         c = tiny.path_costs(4096)
-        assert c["tt"] == TT_BLOCKED_FLOP_COST * tiny.path_flops(4096)["tt"]
+        assert c["tt"] == TT_COSTS.blocked_flop * tiny.path_flops(4096)["tt"]
         assert tiny.choose_path(4096) == "tt"
         assert big.choose_path(4096) == "dense"
     assert tiny.path_costs(4096, graph=False)["tt"] == c["tt"]
@@ -245,11 +245,11 @@ def test_random_init_matches_linear_variance():
 
 def test_embedding_lookup_and_tied_projection():
     emb = TTEmbedding(1000, 24, 6, dtype=F64)
-    table = emb.weight()
+    table = emb.to_dense()
     assert table.shape == (1000, 24)
     ids = torch.randint(0, 1000, (3, 7))
     torch.testing.assert_close(emb(ids), table[ids], atol=1e-12, rtol=0)
-    torch.testing.assert_close(emb(ids, rank=2), emb.weight(2)[ids], atol=1e-12, rtol=0)
+    torch.testing.assert_close(emb(ids, rank=2), emb.to_dense(2)[ids], atol=1e-12, rtol=0)
     h = torch.randn(3, 7, 24, dtype=F64)
     for path in ("dense", "tt"):
         emb.path = path
@@ -259,11 +259,11 @@ def test_embedding_lookup_and_tied_projection():
 def test_embedding_gradients_reach_only_used_slices():
     emb = TTEmbedding(64, 8, 3, vocab_modes=(8, 8), dim_modes=(2, 4), dtype=F64)
     ids = torch.tensor([3, 17, 17])
-    ref_table = emb.weight()
+    ref_table = emb.to_dense()
     emb(ids).sum().backward()
     g_lookup = [c.grad.clone() for c in emb.cores]
     emb.zero_grad()
-    ref_table = emb.weight()
+    ref_table = emb.to_dense()
     ref_table[ids].sum().backward()
     for a, c in zip(g_lookup, emb.cores, strict=True):
         torch.testing.assert_close(a, c.grad, atol=1e-12, rtol=0)

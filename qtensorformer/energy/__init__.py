@@ -13,8 +13,9 @@ Example:
     ('edge_mobile', True, True)
 """
 
-from .estimator import EnergyEstimate, EnergyEstimator, estimate_model_energy, measure_latency
+from .estimator import EnergyEstimate, EnergyEstimator, estimate_model_energy
 from .flops import FlopsBreakdown, model_flops, torch_flop_count
+from .latency import measure_latency, measure_latency_ms
 from .profiles import (
     CARBON_SOURCE,
     DEFAULT_CARBON_G_PER_KWH,
@@ -23,6 +24,14 @@ from .profiles import (
     QPUModel,
     get_profile,
 )
+from .table import (
+    EnergyRow,
+    EnergyTable,
+    energy_table,
+    hardware_names,
+    make_estimators,
+    untrained_model,
+)
 
 __all__ = [
     "CARBON_SOURCE",
@@ -30,12 +39,19 @@ __all__ = [
     "PROFILES",
     "EnergyEstimate",
     "EnergyEstimator",
+    "EnergyRow",
+    "EnergyTable",
     "FlopsBreakdown",
     "HardwareProfile",
     "QPUModel",
+    "energy_table",
     "estimate_model_energy",
     "get_profile",
+    "hardware_names",
+    "make_estimators",
     "measure_latency",
+    "measure_latency_ms",
     "model_flops",
     "torch_flop_count",
+    "untrained_model",
 ]

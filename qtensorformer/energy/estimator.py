@@ -11,7 +11,7 @@ import torch
 from .flops import FlopsBreakdown, model_flops
 from .profiles import CARBON_SOURCE, DEFAULT_CARBON_G_PER_KWH, HardwareProfile, get_profile
 
-__all__ = ["EnergyEstimate", "EnergyEstimator", "estimate_model_energy", "measure_latency"]
+__all__ = ["EnergyEstimate", "EnergyEstimator", "estimate_model_energy"]
 
 _J_PER_KWH = 3.6e6
 
@@ -194,18 +194,3 @@ def estimate_model_energy(
         "carbon_source": est.carbon_source,
         "pue": est.pue,
     }
-
-
-def measure_latency(
-    model: torch.nn.Module,
-    seq_len: int = 128,
-    device: str | torch.device | None = None,
-    repeats: int = 5,
-) -> float:
-    """Measured median wall time (ms) of one eval forward on one sequence of ``seq_len``
-    random tokens on ``device`` (default: where the model is), after a warm-up."""
-    from ..train.pareto import measure_latency_ms
-
-    if device is None:
-        device = next(model.parameters()).device
-    return measure_latency_ms(model.to(device), seq_len, device, repeats)[0]

@@ -4,10 +4,10 @@ templates, and an optional LLM explainer behind any OpenAI-compatible endpoint.
 Example:
     >>> import torch
     >>> from qtensorformer import ModelConfig, QTensorFormer
-    >>> from qtensorformer.explain import explain_trail
+    >>> from qtensorformer.explain import audit, explain_trail
     >>> m = QTensorFormer(ModelConfig(vocab_size=50, d_model=16, n_heads=2, n_layers=1,
     ...                               use_adaptive_rank=True, tt_rank=4))
-    >>> trail = m.audit(torch.randint(0, 50, (8,)))
+    >>> trail = audit(m, torch.randint(0, 50, (8,)))
     >>> explain_trail(trail)[0].startswith("Layer 0: 8 tokens")
     True
 """

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from rich.table import Table
 
+from ..files import write_json
+
 __all__ = ["AuditTrail", "TokenDecision", "audit"]
 
 
@@ -59,8 +61,6 @@ class AuditTrail:
 
     def save(self, path: str | Path) -> Path:
         """Write the trail as JSON (atomically)."""
-        from ..train.checkpoint import write_json
-
         write_json(Path(path), self.to_dict())
         return Path(path)
 
@@ -135,13 +135,13 @@ def audit(model, input_ids: torch.Tensor, tokenizer=None) -> AuditTrail:
     b, n = input_ids.shape
     texts = _token_texts(input_ids.cpu(), tokenizer)
     records = []
-    for li, (blk, st) in enumerate(zip(model.blocks, stats.layers, strict=True)):
+    for li, (blk, layer) in enumerate(zip(model.blocks, stats.layers, strict=True)):
         T = b * n
-        f = st.flops
-        ent = st.entropy.double().cpu() if st.entropy is not None else None
-        hard = st.hardness.double().cpu() if st.hardness is not None else None
-        routed = st.routed.cpu() if st.routed is not None else None
-        ranks = st.rank.cpu() if st.rank is not None else None
+        f = layer.flops
+        ent = layer.entropy.double().cpu() if layer.entropy is not None else None
+        hard = layer.hardness.double().cpu() if layer.hardness is not None else None
+        routed = layer.routed.cpu() if layer.routed is not None else None
+        ranks = layer.rank.cpu() if layer.rank is not None else None
         # FLOPs: shared parts split evenly, the quantum path over the routed tokens, the FFN
         # in proportion to each token's cost at its rank
         shared = (f.get("encoder", 0) + f.get("encoder_circuits", 0) + f.get("attention", 0)) / T
@@ -153,7 +153,7 @@ def audit(model, input_ids: torch.Tensor, tokenizer=None) -> AuditTrail:
             q_tok = torch.full((b, n), q_flops / T, dtype=torch.float64)
         if ranks is not None:
             values, inverse = ranks.unique(return_inverse=True)  # one FLOP count per rank
-            cost = torch.tensor([blk.ffn._flops(1, int(r)) for r in values], dtype=torch.float64)
+            cost = torch.tensor([blk.ffn.flops(1, int(r)) for r in values], dtype=torch.float64)
             w = cost[inverse]
         else:
             w = torch.ones(b, n, dtype=torch.float64)
@@ -166,7 +166,7 @@ def audit(model, input_ids: torch.Tensor, tokenizer=None) -> AuditTrail:
                     path = "quantum" if bool(routed[bi, t]) else "classical"
                 else:
                     path = "quantum (every token)" if all_quantum else "classical"
-                rank = int(ranks[bi, t]) if ranks is not None else st.fixed_rank
+                rank = int(ranks[bi, t]) if ranks is not None else layer.fixed_rank
                 records.append(
                     TokenDecision(
                         layer=li,
@@ -176,7 +176,7 @@ def audit(model, input_ids: torch.Tensor, tokenizer=None) -> AuditTrail:
                         token=texts[bi][t],
                         entropy=float(ent[bi, t]) if ent is not None else None,
                         hardness=float(hard[bi, t]) if hard is not None else None,
-                        threshold=st.threshold,
+                        threshold=layer.threshold,
                         path=path,
                         rank=rank,
                         r_min=rank_mod.r_min if rank_mod is not None else None,

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..tensor.layers import TTLinear
 from ._flops import linear_flops
-from .kernel_attention import QuantumKernelAttention
+from .kernel_attention import KernelAttentionOutput, QuantumKernelAttention
 from .router import RouterOutput, SelectiveQuantumRouter
 
 __all__ = ["AttentionOutput", "CausalSelfAttention"]
@@ -34,11 +34,16 @@ SOFTMAX_FLOPS = 5
 
 class AttentionOutput(NamedTuple):
     """``y`` (b, n, d); ``entropy`` (b, n) mean-over-heads entropy of the softmax rows (nats;
-    only when requested); ``route``: the router's decision (None without a router)."""
+    only when requested); ``route``: the router's decision (None without a router); what the
+    call spent: ``flops`` (all of it), ``sim_flops`` (the circuit-simulation share of the
+    quantum path) and ``circuits`` (states prepared)."""
 
     y: torch.Tensor
     entropy: torch.Tensor | None
     route: RouterOutput | None
+    flops: int = 0
+    sim_flops: int = 0
+    circuits: int = 0
 
 
 def _gather_rows(sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,8 +70,8 @@ class CausalSelfAttention(nn.Module):
 
     ``forward(x, hardness=None, need_entropy=False)`` → :class:`AttentionOutput`. ``hardness``
     (b, n) in [0, 1] feeds the router (quantum-score routing); without it a router routes on
-    the attention entropy normalised by log(number of keys). ``last_flops`` and
-    ``last_circuits`` record the last call's cost.
+    the attention entropy normalised by log(number of keys). The output carries the call's
+    FLOPs and circuits.
 
     Example:
         >>> import torch
@@ -97,9 +102,6 @@ class CausalSelfAttention(nn.Module):
             self.out = TTLinear(d_model, d_model, tt_rank)
         self.quantum = quantum
         self.router = router
-        self.last_flops = 0
-        self.last_sim_flops = 0
-        self.last_circuits = 0
 
     def _softmax_full(self, q, k, v):
         """Explicit causal softmax attention for all rows: output (b,h,n,e), probs (b,h,n,n)."""
@@ -118,8 +120,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(b, n, 3, h, e).permute(2, 0, 3, 1, 4)  # 3 × (b, h, n, e)
         flops = linear_flops(self.qkv, T) + linear_flops(self.out, T)
         score_flops = (4 * e + SOFTMAX_FLOPS) * b * h  # per (query row, key) pair
-        circuits = 0
-        self.last_sim_flops = 0  # the circuit-simulation share, added by _quantum_rows
+        circuits = sim = 0
         entropy = route = None
         pos = torch.arange(n, device=x.device)
         all_rows = pos.expand(b, n)  # every query position, for the ungathered quantum path
@@ -140,26 +141,31 @@ class CausalSelfAttention(nn.Module):
                 route = self.router(hardness)
                 qrows, qvalid = _gather_rows(route.routed)
                 if qrows.shape[1]:
-                    yq, fq, cq = self._quantum_rows(q, k, v, qrows)
-                    flops, circuits = flops + fq, circuits + cq
+                    yq, kq = self._quantum_rows(q, k, v, qrows)
+                    flops, sim, circuits = flops + kq.flops, kq.sim_flops, kq.circuits
                     y = y * (1 - route.gate).reshape(T, 1)
                     flat = (torch.arange(b, device=x.device)[:, None] * n + qrows)[qvalid]
                     gq = route.gate.gather(1, qrows)[qvalid][:, None]
                     y = y.index_copy(0, flat, yq[qvalid] * gq)
             elif self.quantum is not None:  # entropy requested, every row on the quantum path
-                y, fq, circuits = self._quantum_rows(q, k, v, all_rows)
-                y, flops = y.reshape(T, d), flops + fq
+                y, kq = self._quantum_rows(q, k, v, all_rows)
+                y, flops, sim, circuits = (
+                    y.reshape(T, d),
+                    flops + kq.flops,
+                    kq.sim_flops,
+                    kq.circuits,
+                )
         elif self.router is None:  # every row on the quantum path
-            y, fq, circuits = self._quantum_rows(q, k, v, all_rows)
-            y, flops = y.reshape(T, d), flops + fq
+            y, kq = self._quantum_rows(q, k, v, all_rows)
+            y, flops, sim, circuits = y.reshape(T, d), flops + kq.flops, *kq[2:]
         else:  # routed by an external score: gather each set, run its path only
             route = self.router(hardness)
             parts_idx, parts_val = [], []
             arange_b = torch.arange(b, device=x.device)[:, None]
             qrows, qvalid = _gather_rows(route.routed)
             if qrows.shape[1]:
-                yq, fq, cq = self._quantum_rows(q, k, v, qrows)
-                flops, circuits = flops + fq, circuits + cq
+                yq, kq = self._quantum_rows(q, k, v, qrows)
+                flops, sim, circuits = flops + kq.flops, kq.sim_flops, kq.circuits
                 gq = route.gate.gather(1, qrows)[qvalid][:, None]
                 parts_idx.append((arange_b * n + qrows)[qvalid])
                 parts_val.append(yq[qvalid] * gq)
@@ -174,18 +180,13 @@ class CausalSelfAttention(nn.Module):
                 parts_val.append(yc.transpose(1, 2).reshape(b, R, d)[cvalid] * gc)
             vals = torch.cat(parts_val)
             y = vals.new_zeros(T, d).index_copy(0, torch.cat(parts_idx), vals)
-        self.last_flops, self.last_circuits = flops, circuits
-        return AttentionOutput(self.out(y.view(b, n, d)), entropy, route)
+        return AttentionOutput(self.out(y.view(b, n, d)), entropy, route, flops, sim, circuits)
 
-    def _quantum_rows(self, q, k, v, rows):
-        """Quantum-kernel outputs (b, R, d) for gathered query positions ``rows`` (b, R)."""
+    def _quantum_rows(self, q, k, v, rows) -> tuple[torch.Tensor, KernelAttentionOutput]:
+        """Quantum-kernel outputs (b, R, d) for gathered query positions ``rows`` (b, R), and
+        the kernel call's output (for its costs)."""
         b, h, _, e = q.shape
         R = rows.shape[1]
         qg, allowed = _gather_queries(q, rows)
-        yq = self.quantum(qg, k, v, allowed)  # (b, h, R, e)
-        self.last_sim_flops += self.quantum.last_sim_flops
-        return (
-            yq.transpose(1, 2).reshape(b, R, h * e),
-            self.quantum.last_flops,
-            self.quantum.last_circuits,
-        )
+        out = self.quantum(qg, k, v, allowed)  # y: (b, h, R, e)
+        return out.y.transpose(1, 2).reshape(b, R, h * e), out

@@ -9,11 +9,12 @@ Index legend: b batch, n sequence, d model width.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..quantum.circuits import circuit_flops
 from ..quantum.encoder import QuantumFeatureEncoder
 from .attention import CausalSelfAttention
@@ -23,15 +24,21 @@ from .rank import RankScheduler
 from .router import SelectiveQuantumRouter
 from .stats import LayerStats
 
-if TYPE_CHECKING:
-    from ..config import ModelConfig
+__all__ = ["BlockOutput", "QTensorFormerBlock"]
 
-__all__ = ["QTensorFormerBlock"]
+
+class BlockOutput(NamedTuple):
+    """``x`` (b, n, d) the block's output; ``stats``: what it decided and spent;
+    ``aux``: its unweighted auxiliary losses by name."""
+
+    x: torch.Tensor
+    stats: LayerStats
+    aux: dict[str, torch.Tensor]
 
 
 class QTensorFormerBlock(nn.Module):
     """A transformer block with every pillar behind a :class:`~qtensorformer.ModelConfig`
-    switch. ``forward(x)`` → ``(x, LayerStats, aux_losses)`` (unweighted aux losses)."""
+    switch. ``forward(x)`` → :class:`BlockOutput` ``(x, stats, aux)``."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -89,23 +96,17 @@ class QTensorFormerBlock(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, LayerStats, dict[str, torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> BlockOutput:
         cfg = self.cfg
-        b, n, d = x.shape
+        b, n, _ = x.shape
         T = b * n
-        st = LayerStats()
+        stats = LayerStats()
         aux: dict[str, torch.Tensor] = {}
         score = None
         if self.encoder is not None:
             feats, ent = self.encoder(self.ln_q(x))
             x = x + self.drop(feats)
-            q = cfg.n_qubits
-            ec = self.encoder.config
-            st.circuits_encoder = T
-            st.flops["encoder"] = 4 * T * d * q  # the two projections
-            st.flops["encoder_circuits"] = circuit_flops(
-                q, T, ec.n_layers, ec.ansatz, ec.scheme, ec.reupload, ec.entropy
-            )
+            self._record_encoder(stats, T)
             if self.quantum_score:
                 score = ent
         hardness = None
@@ -114,26 +115,35 @@ class QTensorFormerBlock(nn.Module):
         need_att_entropy = self.needs_score and cfg.entropy_source == "attention"
         a = self.attn(self.ln1(x), hardness, need_entropy=need_att_entropy)
         x = x + self.drop(a.y)
-        st.flops["attention"] = self.attn.last_flops - self.attn.last_sim_flops
+        stats.flops["attention"] = a.flops - a.sim_flops
         if self.attn.quantum is not None:
-            st.flops["attention_circuits"] = self.attn.last_sim_flops
-        st.circuits_attention = self.attn.last_circuits
+            stats.flops["attention_circuits"] = a.sim_flops
+        stats.circuits_attention = a.circuits
         if need_att_entropy:
             score = a.entropy
         if a.route is not None:
-            st.routed = a.route.routed.detach()
-            st.hardness = a.route.hardness.detach()
-            st.threshold = float(self.attn.router.threshold.detach())
+            stats.routed = a.route.routed.detach()
+            stats.hardness = a.route.hardness.detach()
+            stats.threshold = float(self.attn.router.threshold.detach())
             aux["route"] = a.route.aux_loss
-        st.entropy = score.detach() if score is not None else None
+        stats.entropy = score.detach() if score is not None else None
         h2 = self.ln2(x)
         if self.rank is not None:
             dec = self.rank(score)
-            st.rank = dec.ranks
+            stats.rank = dec.ranks
             aux["rank_cost"] = dec.cost
-            y = self.ffn(h2, dec.ranks, dec.soft, self.rank.step)
+            f = self.ffn(h2, dec.ranks, dec.soft, self.rank.step)
         else:
-            st.fixed_rank = cfg.tt_rank if cfg.use_tt_ffn else None
-            y = self.ffn(h2)
-        st.flops["ffn"] = self.ffn.last_flops
-        return x + self.drop(y), st, aux
+            stats.fixed_rank = cfg.tt_rank if cfg.use_tt_ffn else None
+            f = self.ffn(h2)
+        stats.flops["ffn"] = f.flops
+        return BlockOutput(x + self.drop(f.y), stats, aux)
+
+    def _record_encoder(self, stats: LayerStats, tokens: int) -> None:
+        """The encoder's circuits and FLOPs on ``tokens`` tokens (fixed by its sizes)."""
+        ec = self.encoder.config
+        stats.circuits_encoder = tokens
+        stats.flops["encoder"] = 4 * tokens * self.cfg.d_model * self.cfg.n_qubits  # 2 projections
+        stats.flops["encoder_circuits"] = circuit_flops(
+            self.cfg.n_qubits, tokens, ec.n_layers, ec.ansatz, ec.scheme, ec.reupload, ec.entropy
+        )

@@ -9,6 +9,8 @@ is GELU, DARUAN (``use_qkan``) or its distilled B-spline (``kan_grid``).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -16,7 +18,7 @@ from ..tensor.layers import TTLinear
 from ._flops import linear_flops
 from .daruan import DARUAN, BSplineActivation
 
-__all__ = ["FeedForward", "daruan_flops"]
+__all__ = ["FFNOutput", "FeedForward", "daruan_flops"]
 
 #: Elementwise FLOPs per element and re-upload of DARUAN (an affine map, cos+sin counted as
 #: ~10 each as in common FLOP conventions for transcendental functions, two 2-D rotations).
@@ -29,19 +31,27 @@ def daruan_flops(elements: int, reps: int) -> int:
     return elements * (DARUAN_FLOPS_PER_REP * reps + 10)
 
 
+class FFNOutput(NamedTuple):
+    """``y`` (the input's shape); ``flops``: forward FLOPs the call spent (every rank group,
+    and the straight-through term's extra evaluations)."""
+
+    y: torch.Tensor
+    flops: int
+
+
 class FeedForward(nn.Module):
     """y = W2 act(W1 x + b1) + b2 with W1: d→f, W2: f→d.
 
     ``forward(x, ranks=None, soft_rank=None)``: ``ranks`` (x.shape[:-1]) int64 gives each token
     its nested TT rank (TT layers only; an int: one rank for all); ``soft_rank`` (same shape,
     float) adds the rank scheduler's straight-through term (see :mod:`qtensorformer.nn.rank`).
-    ``self.last_flops`` holds the FLOPs of the last call.
+    Returns :class:`FFNOutput` (the output and the FLOPs spent).
 
     Example:
         >>> import torch
         >>> ffn = FeedForward(16, 64, tt_rank=4)
         >>> x = torch.randn(2, 5, 16)
-        >>> ffn(x, ranks=torch.randint(1, 5, (2, 5))).shape
+        >>> ffn(x, ranks=torch.randint(1, 5, (2, 5))).y.shape
         torch.Size([2, 5, 16])
     """
 
@@ -72,7 +82,6 @@ class FeedForward(nn.Module):
             raise ValueError(f"activation must be 'gelu', 'daruan' or 'kan', got {activation!r}")
         self.d_model, self.d_ff, self.activation = d_model, d_ff, activation
         self.is_tt = tt_rank is not None
-        self.last_flops = 0
 
     def _act_flops(self, elements: int) -> int:
         base = elements * (SILU_FLOPS + 3) if getattr(self.act, "base", False) else 0
@@ -85,7 +94,9 @@ class FeedForward(nn.Module):
             return self.w2(self.act(self.w1(x, rank)), rank)
         return self.w2(self.act(self.w1(x)))
 
-    def _flops(self, tokens: int, rank: int | None) -> int:
+    def flops(self, tokens: int, rank: int | None = None) -> int:
+        """Forward FLOPs on ``tokens`` tokens at one nested ``rank`` (both layers and the
+        activation)."""
         return (
             linear_flops(self.w1, tokens, rank)
             + self._act_flops(tokens * self.d_ff)
@@ -98,15 +109,16 @@ class FeedForward(nn.Module):
         ranks: torch.Tensor | int | None = None,
         soft_rank: torch.Tensor | None = None,
         rank_step: int = 1,
-    ) -> torch.Tensor:
+    ) -> FFNOutput:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.d_model)  # (T, d)
         T = x2.shape[0]
         if ranks is not None and not self.is_tt:
             raise ValueError("TT ranks need a TT feed-forward (use_tt_ffn=True)")
         if ranks is None or isinstance(ranks, int):
-            self.last_flops = self._flops(T, ranks)
-            return self._run(x2, ranks).reshape(*lead, self.d_model)
+            return FFNOutput(
+                self._run(x2, ranks).reshape(*lead, self.d_model), self.flops(T, ranks)
+            )
         if ranks.shape != lead:
             raise ValueError(
                 f"per-token ranks must have shape {tuple(lead)}, got {tuple(ranks.shape)}"
@@ -114,27 +126,26 @@ class FeedForward(nn.Module):
         r = ranks.reshape(-1)
         if T and int(r.min()) < 1:
             raise ValueError("per-token ranks must be >= 1")
-        st = soft_rank is not None and soft_rank.requires_grad
+        straight_through = soft_rank is not None and soft_rank.requires_grad
         order = torch.argsort(r, stable=True)
         values, counts = torch.unique_consecutive(r[order], return_counts=True)
         groups = x2.index_select(0, order).split(counts.tolist())
         ys, diffs, flops = [], [], 0
         for xg, rk in zip(groups, values.tolist(), strict=True):
             ys.append(self._run(xg, rk))
-            flops += self._flops(xg.shape[0], rk)
-            if st:
+            flops += self.flops(xg.shape[0], rk)
+            if straight_through:
                 # marginal value of one rank index: (y(r) − y(r − s)) / s, no gradient
                 lo = max(rk - rank_step, 1)
                 with torch.no_grad():
                     lower = self._run(xg, lo) if lo < rk else ys[-1]
                     diffs.append((ys[-1].detach() - lower) / max(rk - lo, 1))
-                flops += self._flops(xg.shape[0], lo) if lo < rk else 0
+                flops += self.flops(xg.shape[0], lo) if lo < rk else 0
         y = torch.cat(ys)
         y = torch.empty_like(y).index_copy(0, order, y)  # back to token order
-        if st:
+        if straight_through:
             dy = torch.cat(diffs)
             dy = torch.empty_like(dy).index_copy_(0, order, dy)
             s = soft_rank.reshape(-1, 1).to(y.dtype)
             y = y + (s - s.detach()) * dy
-        self.last_flops = flops
-        return y.reshape(*lead, self.d_model)
+        return FFNOutput(y.reshape(*lead, self.d_model), flops)

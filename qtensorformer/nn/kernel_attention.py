@@ -17,34 +17,45 @@ cancel in the overlap. Scores are masked causally and normalised over j by
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ..config import KERNEL_NORMS
 from ..quantum.ansatz import ansatz_weight_shape
 from ..quantum.circuits import circuit_flops, run_circuit
 from ..quantum.kernel import fidelity_kernel
 from ..quantum.states import apply_encoding
 
-__all__ = ["KERNEL_NORMS", "QuantumKernelAttention"]
+__all__ = ["KERNEL_NORMS", "KernelAttentionOutput", "QuantumKernelAttention"]
 
-KERNEL_NORMS = ("softmax", "rowsum")
+
+class KernelAttentionOutput(NamedTuple):
+    """``y`` (b, h, R, e); what the call spent: ``flops`` (all of it), ``sim_flops`` (the
+    state-vector simulation share: circuits, re-encoding, overlaps) and ``circuits``
+    (states prepared: one per query row and per key, per head)."""
+
+    y: torch.Tensor
+    flops: int
+    sim_flops: int
+    circuits: int
 
 
 class QuantumKernelAttention(nn.Module):
     """Fidelity-kernel attention for a set of query rows against causal keys.
 
     ``forward(q, k, v, allowed)`` with q (b, h, R, e), k and v (b, h, n, e) and ``allowed``
-    (b, 1 or h, R, n) bool (True where query i may attend key j) → (b, h, R, e). Every allowed
-    row must have at least one True. ``self.last_circuits`` and ``self.last_flops`` record the
-    circuits simulated (one per query row and per key, per head) and the FLOPs of the last call.
+    (b, 1 or h, R, n) bool (True where query i may attend key j) →
+    :class:`KernelAttentionOutput` (the output (b, h, R, e) and what the call spent). Every
+    allowed row must have at least one True.
 
     Example:
         >>> import torch
         >>> att = QuantumKernelAttention(n_heads=2, head_dim=8, n_qubits=3)
         >>> q, k, v = (torch.randn(1, 2, 5, 8) for _ in range(3))
         >>> causal = torch.ones(5, 5, dtype=torch.bool).tril()[None, None]
-        >>> att(q, k, v, causal).shape
+        >>> att(q, k, v, causal).y.shape
         torch.Size([1, 2, 5, 8])
     """
 
@@ -73,9 +84,6 @@ class QuantumKernelAttention(nn.Module):
             torch.rand(ansatz_weight_shape(ansatz, n_layers, q)) * (2 * math.pi)
         )
         self.log_temperature = nn.Parameter(torch.full((h,), math.log(init_temperature)))
-        self.last_circuits = 0
-        self.last_flops = 0
-        self.last_sim_flops = 0
 
     def states(self, x: torch.Tensor, proj: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Encoded states (b, h, m, D) of rows x (b, h, m, e)."""
@@ -92,7 +100,7 @@ class QuantumKernelAttention(nn.Module):
 
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> KernelAttentionOutput:
         b, h, R, e = q.shape
         n = k.shape[2]
         K = self.kernel(q, k)  # (b, h, R, n)
@@ -102,21 +110,21 @@ class QuantumKernelAttention(nn.Module):
         else:
             Km = K.masked_fill(~allowed, 0.0)
             att = Km / Km.sum(-1, keepdim=True).clamp_min(torch.finfo(K.dtype).tiny)
-        out = att @ v
         states = b * h * (R + n)
-        self.last_circuits = states
+        sim = self.simulation_flops(b, R, n)
+        flops = sim + 2 * states * e * self.n_qubits + 2 * b * h * R * n * e  # angles, att @ v
+        return KernelAttentionOutput(att @ v, flops, sim, states)
+
+    def simulation_flops(self, b: int, R: int, n: int) -> int:
+        """State-vector simulation FLOPs of one call on ``b`` sequences, ``R`` query rows and
+        ``n`` keys: circuits, the final re-encoding (2×2 gates on each wire), overlaps."""
+        states = b * self.n_heads * (R + n)
         D = 1 << self.n_qubits
-        self.last_sim_flops = (  # state-vector simulation: circuits, re-encoding, overlaps
+        return (
             circuit_flops(self.n_qubits, states, self.n_layers, self.ansatz, "ry", True, None)
-            + states * self.n_qubits * D * 4  # the final re-encoding (2×2 gates on each wire)
-            + 2 * b * h * R * n * D  # overlaps
+            + states * self.n_qubits * D * 4
+            + 2 * b * self.n_heads * R * n * D
         )
-        self.last_flops = (
-            self.last_sim_flops
-            + 2 * states * e * self.n_qubits  # angle projections
-            + 2 * b * h * R * n * e  # att @ v
-        )
-        return out
 
     def extra_repr(self) -> str:
         return (

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from .._tracing import tensor_cache
+from ..config import ANSATZE
 from ._checks import check_n_qubits, check_real, complex_dtype_for, n_qubits_of, real_dtype_for
 from .gates import apply_single_qubit, ring_permutation, rot_matrix, ry_matrix
 
@@ -31,7 +32,6 @@ __all__ = [
     "strong_ranges",
 ]
 
-ANSATZE = ("strong", "real")
 
 # Above this many qubits, layers are combined gate by gate (q·D² work per layer) instead of by
 # D×D matrix products (D³ per layer).

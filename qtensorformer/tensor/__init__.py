@@ -1,9 +1,18 @@
 """Tensor trains: TT-SVD, rounding, and TT layers with nested ranks."""
 
 from .factorize import Modes, balanced_factors, check_modes, default_n_modes, factorize
-from .layers import NestedRankSampler, TTEmbedding, TTLinear, TTMatrix
+from .layers import (
+    TT_COSTS,
+    NestedRankSampler,
+    TTCosts,
+    TTEmbedding,
+    TTLinear,
+    TTMatrix,
+    set_tt_costs,
+)
 from .tt import (
     TTDecomposition,
+    full_ranks,
     tt_build_flops,
     tt_dense_flops,
     tt_num_params,
@@ -14,8 +23,10 @@ from .tt import (
 )
 
 __all__ = [
+    "TT_COSTS",
     "Modes",
     "NestedRankSampler",
+    "TTCosts",
     "TTDecomposition",
     "TTEmbedding",
     "TTLinear",
@@ -24,6 +35,8 @@ __all__ = [
     "check_modes",
     "default_n_modes",
     "factorize",
+    "full_ranks",
+    "set_tt_costs",
     "tt_build_flops",
     "tt_dense_flops",
     "tt_num_params",

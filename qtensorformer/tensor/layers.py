@@ -9,8 +9,8 @@ by one of two paths with identical results:
   * ``"tt"``: contract the input with the cores without building W (cores 2..K merged into a
     small block, then two GEMMs; without autograd, in cache-sized blocks of rows).
 ``path="auto"`` picks the path of lower estimated cost at the current batch size and rank:
-FLOPs, the factorised ones weighted by ``TT_FLOP_COST`` plus ``TT_ELEMENT_COST`` per element
-of the factorised intermediate when autograd is recorded, by ``TT_BLOCKED_FLOP_COST`` without.
+FLOPs, the factorised ones weighted by the cost model :class:`TTCosts` (settable with
+:func:`set_tt_costs`).
 
 Ranks are *nested*: rank r uses the first r indices of every bond, so a trained layer can run
 at any smaller rank; per-token ranks group the tokens so lower ranks cost fewer FLOPs.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -27,47 +28,71 @@ from torch import nn
 
 from .._tracing import tracing
 from .factorize import check_modes, default_n_modes, factorize
-from .tt import _full_ranks, tt_build_flops, tt_num_params, tt_split_flops, tt_svd, tt_to_dense
+from .tt import full_ranks, tt_build_flops, tt_num_params, tt_split_flops, tt_svd, tt_to_dense
 
-__all__ = ["NestedRankSampler", "TTEmbedding", "TTLinear", "TTMatrix"]
+__all__ = [
+    "TT_COSTS",
+    "NestedRankSampler",
+    "TTCosts",
+    "TTEmbedding",
+    "TTLinear",
+    "TTMatrix",
+    "set_tt_costs",
+]
 
 PATHS = ("auto", "dense", "tt")
 
-#: Relative cost of one FLOP of the factorised contraction vs one FLOP of a dense GEMM when
-#: the call records autograd (training): its GEMMs are skinnier. Measured on the 2-core dev
-#: VM (4096 tokens, benchmarks/bench_tt.py) the factorised path ran at 1/1.3 to 1/2.7 of the
-#: dense GEMM's FLOP rate on 512→2048 and 768→3072, and at 1/3.4 to 1/5 on 128→512 (ranks
-#: 2–3), where calls are short; 3 sends ranks whose factorised FLOPs are under a third of
-#: dense to the factorised path.
-TT_FLOP_COST = 3.0
 
-#: Cost, in dense-GEMM FLOPs, of one element of the factorised path's intermediate
-#: T = x·R (written by its first GEMM, read by its second): the memory traffic that FLOP
-#: counts miss when the layer is small. On benchmarks/bench_tt.py's grid any value in
-#: (16, 36) keeps every choice on the faster side: 128→512 at rank 2 (factorised FLOPs 0.31
-#: of dense, T as large as the output) ran 1.25–1.50× nn.Linear factorised vs 1.04–1.10×
-#: dense; rank 4 of 512→2048 and 768→3072 ran 0.70–0.84× factorised.
-TT_ELEMENT_COST = 24.0
+@dataclass
+class TTCosts:
+    """How the TT layers price their two paths, in dense-GEMM FLOPs (hardware-dependent).
 
-#: Relative cost of one factorised FLOP when no autograd is recorded (eval, inference): the
-#: path then runs in cache-sized row blocks (see :data:`_BLOCK_ELEMENTS`), its intermediate
-#: never reaches memory, and no element cost applies. Measured on the 2-core dev VM (4096
-#: tokens, eval forward, benchmarks/bench_tt.py grid) at 1.2–2.1× the dense GEMM's cost per
-#: FLOP; any value in (0.85, 2.1) keeps every choice of that grid on the faster side (128→512
-#: rank 3, 0.47 of the FLOPs: 0.93× nn.Linear factorised vs 1.05× dense; 512→2048 rank 15,
-#: 1.17 of the FLOPs: 1.42× vs 1.00×).
-TT_BLOCKED_FLOP_COST = 1.5
+    ``flop``: one FLOP of the factorised contraction when the call records autograd (its GEMMs
+    are skinnier than the dense one); ``element``: one element of the factorised path's
+    intermediate T = x·R (written, then read back) when the call records autograd;
+    ``blocked_flop``: one factorised FLOP without autograd (eval, inference), where the path
+    runs in cache-sized row blocks and T never reaches memory. The defaults were measured on
+    a 2-core AVX-512 VM (docs/RESULTS.md, "TT layer paths"; ``benchmarks/bench_tt.py``);
+    on other hardware set your own with :func:`set_tt_costs`.
+    """
+
+    flop: float = 3.0
+    element: float = 24.0
+    blocked_flop: float = 1.5
+
+    def __post_init__(self) -> None:
+        for name in ("flop", "element", "blocked_flop"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise ValueError(f"TTCosts.{name} must be a number >= 0, got {v!r}")
+
+
+#: The cost model every TT layer uses (change it with :func:`set_tt_costs`).
+TT_COSTS = TTCosts()
+
+
+def set_tt_costs(**costs: float) -> TTCosts:
+    """Set fields of the TT layers' path-cost model (see :class:`TTCosts`); returns the old one.
+
+    Example:
+        >>> old = set_tt_costs(blocked_flop=1.2)
+        >>> TT_COSTS.blocked_flop
+        1.2
+        >>> _ = set_tt_costs(**vars(old))
+    """
+    old = replace(TT_COSTS)
+    new = replace(TT_COSTS, **costs)  # validates
+    for name, value in vars(new).items():
+        setattr(TT_COSTS, name, value)  # in place: every importer sees the new costs
+    return old
+
 
 #: Largest intermediate (elements) of the factorised path before the batch is chunked.
 _MAX_INTERMEDIATE = 1 << 25
 
 #: Without gradients the factorised path runs in blocks of rows whose intermediate T has
 #: about this many elements (2 MiB in float32, at least :data:`_MIN_BLOCK_ROWS` rows), so T is
-#: written and read back in cache, and each block's output goes straight to its rows. Measured
-#: on the 2-core dev VM (4096 tokens, eval forward, time / dense GEMM): 512→2048 ranks 2/4/8
-#: 0.30/0.53/0.93 unblocked vs 0.24/0.39/0.76 in 128-row blocks; 768→3072 0.26/0.44/0.84 vs
-#: 0.23/0.42/0.83; 128→512 rank 8 3.2 vs 1.9 (256 rows). Blocks much smaller than this lose
-#: to the per-block call overhead (128→512 rank 2: 64-row blocks 1.07 vs 0.62 unblocked).
+#: written and read back in cache (measured: docs/RESULTS.md, "TT layer paths").
 _BLOCK_ELEMENTS = 1 << 19
 _MIN_BLOCK_ROWS = 128
 
@@ -104,6 +129,7 @@ class TTMatrix(nn.Module):
         rows: int,
         cols: int,
         rank: int | Sequence[int],
+        *,
         row_modes: Sequence[int] | None = None,
         col_modes: Sequence[int] | None = None,
         n_modes: int | None = None,
@@ -124,7 +150,7 @@ class TTMatrix(nn.Module):
                 "number of modes"
             )
         K = len(self.row_modes)
-        full = _full_ranks(self.row_modes, self.col_modes)
+        full = full_ranks(in_modes=self.col_modes, out_modes=self.row_modes)
         ranks = (rank,) * (K - 1) if isinstance(rank, int) else tuple(rank)
         if len(ranks) != K - 1:
             raise ValueError(f"rank has {len(ranks)} entries but the train has {K - 1} bonds")
@@ -175,9 +201,15 @@ class TTMatrix(nn.Module):
         r = (1, *ranks, 1)
         return [c[: r[k], :, :, : r[k + 1]] for k, c in enumerate(self.cores)]
 
+    def decayed_parameters(self) -> list[nn.Parameter]:
+        """The parameters that take weight decay: the cores (not the bias)."""
+        return list(self.cores)
+
     def num_params(self, rank: int | None = None) -> int:
         """Parameters of the train at nested rank ``rank`` (None: all stored)."""
-        return tt_num_params(self.row_modes, self.col_modes, self.ranks_at(rank))
+        return tt_num_params(
+            in_modes=self.col_modes, out_modes=self.row_modes, ranks=self.ranks_at(rank)
+        )
 
     # ------------------------------------------------------------------ dense W
     def _can_cache(self) -> bool:
@@ -224,25 +256,37 @@ class TTMatrix(nn.Module):
         gemm = 2 * batch * self.rows * self.cols
         dense = gemm
         if not self._can_cache():
-            dense += tt_build_flops(self.row_modes, self.col_modes, ranks)
-        tt = tt_split_flops(self.row_modes, self.col_modes, ranks, batch)
+            dense += tt_build_flops(in_modes=self.col_modes, out_modes=self.row_modes, ranks=ranks)
+        tt = tt_split_flops(
+            in_modes=self.col_modes, out_modes=self.row_modes, ranks=ranks, batch=batch
+        )
         return {"dense": dense, "tt": tt}
+
+    def flops(self, tokens: int, rank: int | None = None) -> int:
+        """Forward FLOPs on ``tokens`` rows at nested ``rank``: the GEMM(s) of the path the
+        layer takes for that call (the dense path includes building W when it is not cached),
+        plus the bias (a multiply-add is 2 FLOPs)."""
+        if tokens <= 0:
+            return 0
+        f = self.path_flops(tokens, rank)[self.choose_path(tokens, rank)]
+        return f + (tokens * self.rows if getattr(self, "bias", None) is not None else 0)
 
     def path_costs(
         self, batch: int, rank: int | None = None, graph: bool | None = None
     ) -> dict[str, float]:
         """Estimated cost of each path in dense-GEMM FLOPs: the dense path's FLOPs; the
-        factorised path's FLOPs × :data:`TT_FLOP_COST` plus :data:`TT_ELEMENT_COST` per
-        element of its intermediate (``batch · m_1 · r_1 · N'``) when the call records
-        autograd (``graph``; default: whether the cores need gradients now), else its FLOPs ×
-        :data:`TT_BLOCKED_FLOP_COST`."""
+        factorised path's FLOPs × ``TT_COSTS.flop`` plus ``TT_COSTS.element`` per element of its
+        intermediate (``batch · m_1 · r_1 · N'``) when the call records autograd (``graph``;
+        default: whether the cores need gradients now), else its FLOPs ×
+        ``TT_COSTS.blocked_flop`` (see :class:`TTCosts`)."""
         f = self.path_flops(batch, rank)
         if graph is None:
             graph = self._needs_graph()
+        costs = TT_COSTS
         if not graph:
-            return {"dense": float(f["dense"]), "tt": TT_BLOCKED_FLOP_COST * f["tt"]}
+            return {"dense": float(f["dense"]), "tt": costs.blocked_flop * f["tt"]}
         inter = batch * self._intermediate_per_row(self.ranks_at(rank))
-        return {"dense": float(f["dense"]), "tt": TT_FLOP_COST * f["tt"] + TT_ELEMENT_COST * inter}
+        return {"dense": float(f["dense"]), "tt": costs.flop * f["tt"] + costs.element * inter}
 
     def _intermediate_per_row(self, ranks: tuple[int, ...]) -> int:
         """Entries per input row of the factorised path's intermediate T: m_1 · r_1 · N'
@@ -454,6 +498,7 @@ class TTLinear(TTMatrix):
         out_features: int,
         rank: int | Sequence[int],
         bias: bool = True,
+        *,
         in_modes: Sequence[int] | None = None,
         out_modes: Sequence[int] | None = None,
         n_modes: int | None = None,
@@ -461,7 +506,14 @@ class TTLinear(TTMatrix):
         dtype=None,
     ) -> None:
         super().__init__(
-            out_features, in_features, rank, out_modes, in_modes, n_modes, device, dtype
+            out_features,
+            in_features,
+            rank,
+            row_modes=out_modes,
+            col_modes=in_modes,
+            n_modes=n_modes,
+            device=device,
+            dtype=dtype,
         )
         self.in_features, self.out_features = in_features, out_features
         if bias:
@@ -487,6 +539,7 @@ class TTLinear(TTMatrix):
         rank: int | Sequence[int] | None = None,
         max_params: int | None = None,
         tol: float | None = None,
+        *,
         in_modes: Sequence[int] | None = None,
         out_modes: Sequence[int] | None = None,
         n_modes: int | None = None,
@@ -499,9 +552,16 @@ class TTLinear(TTMatrix):
         im = _resolve_modes(d_in, in_modes, k, "in_modes")
         om = _resolve_modes(d_out, out_modes, k, "out_modes")
         Wp = F.pad(W.double(), (0, math.prod(im) - d_in, 0, math.prod(om) - d_out))
-        dec = tt_svd(Wp, im, om, rank=rank, max_params=max_params, tol=tol)
+        dec = tt_svd(Wp, in_modes=im, out_modes=om, rank=rank, max_params=max_params, tol=tol)
         layer = cls(
-            d_in, d_out, dec.ranks, linear.bias is not None, im, om, device=W.device, dtype=W.dtype
+            d_in,
+            d_out,
+            dec.ranks,
+            linear.bias is not None,
+            in_modes=im,
+            out_modes=om,
+            device=W.device,
+            dtype=W.dtype,
         )
         layer.load_tt([c.to(W.dtype) for c in dec.cores])
         layer.decomposition = dec
@@ -560,6 +620,7 @@ class TTEmbedding(TTMatrix):
         num_embeddings: int,
         embedding_dim: int,
         rank: int | Sequence[int],
+        *,
         vocab_modes: Sequence[int] | None = None,
         dim_modes: Sequence[int] | None = None,
         n_modes: int | None = None,
@@ -567,7 +628,14 @@ class TTEmbedding(TTMatrix):
         dtype=None,
     ) -> None:
         super().__init__(
-            num_embeddings, embedding_dim, rank, vocab_modes, dim_modes, n_modes, device, dtype
+            num_embeddings,
+            embedding_dim,
+            rank,
+            row_modes=vocab_modes,
+            col_modes=dim_modes,
+            n_modes=n_modes,
+            device=device,
+            dtype=dtype,
         )
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
 
@@ -615,9 +683,16 @@ class TTEmbedding(TTMatrix):
         y = self.matvec(h.reshape(-1, self.embedding_dim), rank)
         return y.reshape(*lead, self.num_embeddings)
 
-    def weight(self, rank: int | None = None) -> torch.Tensor:
-        """The full table (num_embeddings, embedding_dim) (materialised; for inspection)."""
+    def to_dense(self, rank: int | None = None) -> torch.Tensor:
+        """The full table (num_embeddings, embedding_dim) at nested ``rank``, materialised
+        from the cores."""
         return self._materialise(self.ranks_at(rank))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The full table (num_embeddings, embedding_dim), as ``nn.Embedding.weight`` is;
+        materialised from the cores on every access (differentiable, not a Parameter)."""
+        return self.to_dense()
 
 
 class NestedRankSampler:

@@ -22,6 +22,7 @@ from .factorize import check_modes
 
 __all__ = [
     "TTDecomposition",
+    "full_ranks",
     "tt_build_flops",
     "tt_dense_flops",
     "tt_num_params",
@@ -97,8 +98,15 @@ def _check_rank_arg(rank, n_bonds: int) -> tuple[int, ...] | None:
     return ranks
 
 
-def tt_num_params(out_modes: Sequence[int], in_modes: Sequence[int], ranks: Sequence[int]) -> int:
-    """Σ_k r_{k-1} n_k m_k r_k for internal ranks ``ranks`` (r_0 = r_K = 1)."""
+def tt_num_params(
+    *, in_modes: Sequence[int], out_modes: Sequence[int], ranks: Sequence[int]
+) -> int:
+    """Σ_k r_{k-1} n_k m_k r_k for internal ranks ``ranks`` (r_0 = r_K = 1).
+
+    Example:
+        >>> tt_num_params(in_modes=(4, 8), out_modes=(8, 8), ranks=(3,))
+        288
+    """
     r = (1, *ranks, 1)
     return sum(
         r[k] * n * m * r[k + 1] for k, (n, m) in enumerate(zip(out_modes, in_modes, strict=True))
@@ -147,6 +155,7 @@ def _tt_svd_ranks(W, out_modes, in_modes, ranks, delta):
 
 def tt_svd(
     W: torch.Tensor,
+    *,
     in_modes: Sequence[int],
     out_modes: Sequence[int],
     rank: int | Sequence[int] | None = None,
@@ -190,25 +199,31 @@ def tt_svd(
 
 def _ranks_for_budget(W, out_modes, in_modes, max_params: int) -> tuple[int, ...]:
     K = len(out_modes)
-    full = _full_ranks(out_modes, in_modes)
-    if tt_num_params(out_modes, in_modes, (1,) * (K - 1)) > max_params:
+    full = full_ranks(in_modes=in_modes, out_modes=out_modes)
+    smallest = tt_num_params(in_modes=in_modes, out_modes=out_modes, ranks=(1,) * (K - 1))
+    if smallest > max_params:
         raise ValueError(
             f"max_params={max_params} is below the smallest TT (rank 1) of this shape, "
-            f"{tt_num_params(out_modes, in_modes, (1,) * (K - 1))} parameters"
+            f"{smallest} parameters"
         )
     lo, hi = 1, max(full) if full else 1
     while lo < hi:  # largest uniform cap that fits
         mid = (lo + hi + 1) // 2
         cand = tuple(min(mid, f) for f in full)
-        if tt_num_params(out_modes, in_modes, cand) <= max_params:
+        if tt_num_params(in_modes=in_modes, out_modes=out_modes, ranks=cand) <= max_params:
             lo = mid
         else:
             hi = mid - 1
     return tuple(min(lo, f) for f in full)
 
 
-def _full_ranks(out_modes, in_modes) -> tuple[int, ...]:
-    """Exact TT ranks of a generic matrix: min of the left and right unfolding sizes."""
+def full_ranks(*, in_modes: Sequence[int], out_modes: Sequence[int]) -> tuple[int, ...]:
+    """Exact TT ranks of a generic matrix: min of the left and right unfolding sizes.
+
+    Example:
+        >>> full_ranks(in_modes=(4, 8), out_modes=(8, 8))
+        (32,)
+    """
     sizes = [n * m for n, m in zip(out_modes, in_modes, strict=True)]
     return tuple(
         min(math.prod(sizes[: k + 1]), math.prod(sizes[k + 1 :])) for k in range(len(sizes) - 1)
@@ -263,7 +278,7 @@ def tt_round(
     return TTDecomposition(cores, out_modes, in_modes, svals, bound)
 
 
-def tt_build_flops(out_modes, in_modes, ranks) -> int:
+def tt_build_flops(*, in_modes: Sequence[int], out_modes: Sequence[int], ranks) -> int:
     """FLOPs of building W from the cores, left to right (as :func:`tt_to_dense` does)."""
     r = (1, *ranks, 1)
     flops, N, M = 0, out_modes[0], in_modes[0]
@@ -273,13 +288,13 @@ def tt_build_flops(out_modes, in_modes, ranks) -> int:
     return flops
 
 
-def tt_dense_flops(out_modes, in_modes, ranks, batch: int) -> int:
+def tt_dense_flops(*, in_modes: Sequence[int], out_modes: Sequence[int], ranks, batch: int) -> int:
     """FLOPs of materialise-then-GEMM: building W plus 2·B·d_in·d_out (padded dims)."""
     gemm = 2 * batch * math.prod(out_modes) * math.prod(in_modes)
-    return tt_build_flops(out_modes, in_modes, ranks) + gemm
+    return tt_build_flops(in_modes=in_modes, out_modes=out_modes, ranks=ranks) + gemm
 
 
-def tt_split_flops(out_modes, in_modes, ranks, batch: int) -> int:
+def tt_split_flops(*, in_modes: Sequence[int], out_modes: Sequence[int], ranks, batch: int) -> int:
     """FLOPs of the factorised path of the TT layers on a ``(batch, d_in)`` input: merge cores
     2..K into a block R (r_1, N', M'), then x·R (2·B·M·r_1·N') and G_1·(x·R) (2·B·m_1·r_1·N)."""
     r = (1, *ranks, 1)

@@ -7,7 +7,6 @@ names the newest; only the last ``keep_last`` are kept.
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import tempfile
@@ -16,14 +15,16 @@ from typing import Any
 
 import torch
 
-from ..io import CheckpointError, atomic_write, save_model
+from ..files import TOKENIZER_DIR, CheckpointError, RunDir, atomic_write, write_json
+from ..io import save_model
 
-__all__ = ["latest_checkpoint", "load_trainer_state", "save_checkpoint"]
+__all__ = ["latest_checkpoint", "load_trainer_state", "save_checkpoint", "write_json"]
 
 STATE_NAME = "trainer_state.pt"
 
 
 def rng_state() -> dict[str, Any]:
+    """The torch, Python (and CUDA) random states, for an exact resume."""
     out: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         out["cuda"] = torch.cuda.get_rng_state_all()
@@ -31,6 +32,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the random states saved by :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
@@ -45,42 +47,58 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     keep_last: int = 3,
 ) -> Path:
-    """Write checkpoint ``step`` atomically; returns its folder."""
-    root = Path(run_dir) / "checkpoints"
+    """Write checkpoint ``step`` atomically, mark it the latest and drop all but the last
+    ``keep_last``; returns its folder."""
+    run = RunDir(run_dir)
+    root, final = run.checkpoints, run.checkpoint(step)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step-{step:07d}-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
     try:
-        save_model(model, tmp)
-        if tokenizer is not None:
-            tokenizer.save(tmp / "tokenizer")
-        torch.save(trainer_state, tmp / STATE_NAME)
+        _write_contents(tmp, model, tokenizer, trainer_state)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write(root / "latest", lambda p: p.write_text(final.name + "\n"))
-    done = sorted(p for p in root.glob("step-*") if p.is_dir())
-    for old in done[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+    atomic_write(run.latest_marker, lambda p: p.write_text(final.name + "\n"))
+    _prune(root, keep_last)
     return final
+
+
+def _write_contents(folder: Path, model, tokenizer, trainer_state: dict[str, Any]) -> None:
+    """Model (config + weights), tokenizer and trainer state into ``folder``."""
+    save_model(model, folder)
+    if tokenizer is not None:
+        tokenizer.save(folder / TOKENIZER_DIR)
+    torch.save(trainer_state, folder / STATE_NAME)
+
+
+def _step_folders(root: Path) -> list[Path]:
+    """The checkpoint folders under ``root``, oldest first."""
+    return sorted(p for p in root.glob("step-*") if p.is_dir())
+
+
+def _prune(root: Path, keep_last: int) -> None:
+    """Remove all but the newest ``keep_last`` checkpoints."""
+    for old in _step_folders(root)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a run (None when there is none)."""
-    root = Path(run_dir) / "checkpoints"
-    marker = root / "latest"
+    run = RunDir(run_dir)
+    root, marker = run.checkpoints, run.latest_marker
     if marker.is_file():
         p = root / marker.read_text().strip()
         if (p / STATE_NAME).is_file():
             return p
-    done = sorted(p for p in root.glob("step-*") if (p / STATE_NAME).is_file())
+    done = [p for p in _step_folders(root) if (p / STATE_NAME).is_file()]
     return done[-1] if done else None
 
 
 def load_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
+    """The optimiser, schedule, counters and RNG states saved with ``checkpoint``."""
     path = Path(checkpoint) / STATE_NAME
     if not path.is_file():
         raise CheckpointError(f"{checkpoint} is not a training checkpoint (no {STATE_NAME})")
@@ -88,8 +106,3 @@ def load_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign pickle
         raise CheckpointError(f"{path} is corrupt or not a trainer state ({e})") from e
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write(path, lambda p: p.write_text(text))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..energy.profiles import PROFILES
+
 __all__ = ["TrainConfig"]
 
 
@@ -81,8 +83,6 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 fail(f"{name} must be > 0 or None, got {v!r}")
-        from ..energy.profiles import PROFILES
-
         if self.energy_hardware not in PROFILES:
             fail(
                 f"energy_hardware must be one of {', '.join(PROFILES)}, "

@@ -68,19 +68,24 @@ def evaluate(
     try:
         for batch in eval_windows(ids, seq_len, batch_size):
             batch = batch.to(device)
-            with torch.autocast(
-                device.type,
-                dtype=autocast_dtype or torch.bfloat16,
-                enabled=autocast_dtype is not None,
-            ):
-                logits = model(batch)[0]
-            loss = F.cross_entropy(
-                logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                batch[:, 1:].reshape(-1),
-                reduction="sum",
-            )
-            nll += float(loss)
+            nll += _window_nll(model, batch, autocast_dtype)
             n += batch[:, 1:].numel()
     finally:
         model.train(was)
     return EvalResult(nll, n, words)
+
+
+def _window_nll(model, batch: torch.Tensor, autocast_dtype: torch.dtype | None) -> float:
+    """Summed NLL (nats) of every token of ``batch`` after the first of its window."""
+    with torch.autocast(
+        batch.device.type,
+        dtype=autocast_dtype or torch.bfloat16,
+        enabled=autocast_dtype is not None,
+    ):
+        logits, _, _ = model(batch)
+    loss = F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+        batch[:, 1:].reshape(-1),
+        reduction="sum",
+    )
+    return float(loss)

@@ -7,12 +7,11 @@ A point dominates another when it is no worse in every objective and better in a
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+from ..energy.latency import measure_latency_ms
+from ..files import RunDir, write_json
 
 __all__ = ["OBJECTIVES", "ParetoPoint", "ParetoTracker", "dominates", "measure_latency_ms"]
 
@@ -21,6 +20,9 @@ OBJECTIVES = ("ppl", "params", "flops_per_token", "energy_uj", "latency_ms")
 
 @dataclass
 class ParetoPoint:
+    """One evaluation: validation perplexity, parameters, forward FLOPs per token, measured
+    latency (ms) and estimated energy (µJ) per query, at ``step`` after ``tokens`` tokens."""
+
     step: int
     ppl: float
     params: int
@@ -70,24 +72,30 @@ class ParetoTracker:
         return True
 
     def save(self, directory: str | Path) -> Path:
-        from .checkpoint import write_json
-
-        d = Path(directory)
+        """Write ``pareto.json`` (and ``pareto.png`` when matplotlib is installed) into
+        ``directory``; returns the JSON file."""
+        path = RunDir(directory).pareto
         write_json(
-            d / "pareto.json",
+            path,
             {
                 "objectives (all minimised)": list(OBJECTIVES),
                 "front": [asdict(p) for p in self.front],
                 "points": [asdict(p) for p in self.points],
             },
         )
+        self.plot(path.with_suffix(".png"))
+        return path
+
+    def plot(self, path: Path) -> None:
+        """Perplexity against MFLOP per token, the front highlighted (skipped without the
+        optional matplotlib)."""
         try:
-            import matplotlib
+            import matplotlib  # optional dependency
 
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            return d / "pareto.json"
+            return
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.scatter(
             [p.flops_per_token / 1e6 for p in self.points],
@@ -108,29 +116,5 @@ class ParetoTracker:
         ax.set_yscale("log")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(d / "pareto.png", dpi=120)
+        fig.savefig(path, dpi=120)
         plt.close(fig)
-        return d / "pareto.json"
-
-
-@torch.no_grad()
-def measure_latency_ms(model, seq_len: int, device, repeats: int = 5) -> tuple[float, float]:
-    """Median wall time (ms) of one eval forward on a single sequence of ``seq_len`` random
-    tokens, and the FLOPs per token the model counted for it."""
-    was = model.training
-    model.eval()
-    ids = torch.randint(0, model.config.vocab_size, (1, seq_len), device=device)
-    try:
-        model(ids)  # warm-up (and the eval weight caches)
-        times = []
-        for _ in range(repeats):
-            if torch.cuda.is_available() and torch.device(device).type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            _, _, stats = model(ids)
-            if torch.cuda.is_available() and torch.device(device).type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-    finally:
-        model.train(was)
-    return statistics.median(times) * 1e3, stats.total_flops / seq_len

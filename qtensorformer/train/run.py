@@ -15,43 +15,23 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ..config import ModelConfig
+from ..config import VARIANT_NAMES, VARIANTS, ModelConfig, model_config
 from ..data import Tokenizer, build_tokenizer, load_corpus
+from ..files import RunDir, write_json
 from ..model import QTensorFormer
-from .checkpoint import write_json
 from .config import TrainConfig
 from .evaluate import PROTOCOL
 from .trainer import Trainer, TrainResult, dist_env
 
-__all__ = ["VARIANTS", "PreparedData", "compare", "model_config", "prepare_data", "train_one"]
-
-#: Named model variants: the pillars each turns on (everything else off).
-VARIANTS: dict[str, dict[str, bool]] = {
-    "dense": {},
-    "tt": {"use_tt_embedding": True, "use_tt_attention": True, "use_tt_ffn": True},
-    "default": {
-        "use_tt_embedding": True,
-        "use_tt_attention": True,
-        "use_tt_ffn": True,
-        "use_quantum_encoder": True,
-    },
-    "all": {
-        "use_tt_embedding": True,
-        "use_tt_attention": True,
-        "use_tt_ffn": True,
-        "use_quantum_encoder": True,
-        "use_quantum_attention": True,
-        "use_selective_routing": True,
-        "use_adaptive_rank": True,
-        "use_qkan": True,
-    },
-}
-VARIANT_NAMES = {
-    "dense": "dense baseline",
-    "tt": "TT compression only",
-    "default": "TT + quantum encoder",
-    "all": "every pillar",
-}
+__all__ = [
+    "VARIANTS",
+    "VARIANT_NAMES",
+    "PreparedData",
+    "compare",
+    "model_config",
+    "prepare_data",
+    "train_one",
+]
 
 
 @dataclass
@@ -88,14 +68,6 @@ def prepare_data(
     return PreparedData(name, corpus.source, tok, ids, words)
 
 
-def model_config(variant: str, preset: str, vocab_size: int, **overrides: Any) -> ModelConfig:
-    """The preset's sizes with the variant's pillars (see :data:`VARIANTS`)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
-    pillars = {**ModelConfig.dense().pillars, **VARIANTS[variant]}
-    return ModelConfig.preset(preset, vocab_size=vocab_size, **{**pillars, **overrides})
-
-
 def train_one(
     model_cfg: ModelConfig,
     data: PreparedData,
@@ -113,7 +85,7 @@ def train_one(
     info = {**data.info(), "model_config": model.config.to_dict(), "params": model.num_parameters()}
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and dist_env()[1] == 0:
-        write_json(run_dir / "run.json", {**info, "train_config": train_cfg.to_dict()})
+        write_json(RunDir(run_dir).info, {**info, "train_config": train_cfg.to_dict()})
     trainer = Trainer(
         model,
         data.ids["train"],
@@ -151,24 +123,62 @@ def compare(
         console.rule(f"{preset} / {VARIANT_NAMES.get(v, v)}")
         t0 = time.perf_counter()
         model, res = train_one(cfg, data, train_cfg, out_dir / v, console=console, quiet=quiet_runs)
-        rows.append(
-            {
-                "variant": v,
-                "name": VARIANT_NAMES.get(v, v),
-                "params": model.num_parameters(),
-                "status": res.status,
-                "steps": res.steps,
-                "tokens": res.tokens,
-                "valid_ppl": res.valid.ppl if res.valid else None,
-                "test_ppl": res.test.ppl if res.test else None,
-                "test_word_ppl": res.test.word_ppl if res.test else None,
-                "tokens_per_s": res.tokens_per_second,
-                "train_seconds": res.train_seconds,
-                "wall_seconds": time.perf_counter() - t0,
-            }
-        )
-    base = next((r for r in rows if r["variant"] == "dense"), rows[0])
-    table = Table(title=f"{preset}: {data.name} ({data.tokenizer.describe()})")
+        rows.append(_compare_row(v, model, res, time.perf_counter() - t0))
+    console.print(_compare_table(rows, f"{preset}: {data.name} ({data.tokenizer.describe()})"))
+    console.print(
+        f"[dim]Same data, token budget ({train_cfg.max_tokens or 'epoch-based'}), schedule and "
+        f"seed for every model. Perplexity: {PROTOCOL.format(L=train_cfg.seq_len)}.[/]"
+    )
+    table_json = RunDir(out_dir).compare
+    write_json(table_json, {"rows": rows, **data.info(), "train_config": train_cfg.to_dict()})
+    table_json.with_suffix(".md").write_text(_compare_markdown(rows))
+    return rows
+
+
+def _compare_row(
+    variant: str, model: QTensorFormer, res: TrainResult, wall_seconds: float
+) -> dict[str, Any]:
+    """One variant's line of the comparison."""
+    return {
+        "variant": variant,
+        "name": VARIANT_NAMES.get(variant, variant),
+        "params": model.num_parameters(),
+        "status": res.status,
+        "steps": res.steps,
+        "tokens": res.tokens,
+        "valid_ppl": res.valid.ppl if res.valid else None,
+        "test_ppl": res.test.ppl if res.test else None,
+        "test_word_ppl": res.test.word_ppl if res.test else None,
+        "tokens_per_s": res.tokens_per_second,
+        "train_seconds": res.train_seconds,
+        "wall_seconds": wall_seconds,
+    }
+
+
+def _compare_cells(r: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Name, parameters, test perplexity and throughput of row ``r``, each also relative to
+    the ``base`` row (the dense baseline, else the first)."""
+    fewer = base["params"] / r["params"]
+    rel = r["test_ppl"] / base["test_ppl"] - 1 if r["test_ppl"] and base["test_ppl"] else None
+    speed = r["tokens_per_s"] / base["tokens_per_s"]
+    return [
+        r["name"],
+        f"{r['params']:,}",
+        f"{fewer:.2f}",
+        f"{r['test_ppl']:.2f}" if r["test_ppl"] else "-",
+        f"{rel:+.1%}" if rel is not None else "-",
+        f"{r['tokens_per_s']:,.0f}",
+        f"{speed:.2f}",
+        f"{r['train_seconds']:.0f}",
+    ]
+
+
+def _baseline(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return next((r for r in rows if r["variant"] == "dense"), rows[0])
+
+
+def _compare_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
     for col in (
         "model",
         "params",
@@ -181,37 +191,23 @@ def compare(
         "status",
     ):
         table.add_column(col, justify="left" if col in ("model", "status") else "right")
+    base = _baseline(rows)
+    for r in rows:
+        table.add_row(*_compare_cells(r, base), r["status"])
+    return table
+
+
+def _compare_markdown(rows: list[dict[str, Any]]) -> str:
     md = [
         "| model | params | × fewer params | test ppl | ppl vs dense | train tokens/s | "
         "speed vs dense | train s | steps | status |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    base = _baseline(rows)
     for r in rows:
-        fewer = base["params"] / r["params"]
-        rel = r["test_ppl"] / base["test_ppl"] - 1 if r["test_ppl"] and base["test_ppl"] else None
-        speed = r["tokens_per_s"] / base["tokens_per_s"]
-        cells = [
-            r["name"],
-            f"{r['params']:,}",
-            f"{fewer:.2f}",
-            f"{r['test_ppl']:.2f}" if r["test_ppl"] else "-",
-            f"{rel:+.1%}" if rel is not None else "-",
-            f"{r['tokens_per_s']:,.0f}",
-            f"{speed:.2f}",
-            f"{r['train_seconds']:.0f}",
-        ]
-        table.add_row(*cells, r["status"])
-        md.append("| " + " | ".join([*cells, str(r["steps"]), r["status"]]) + " |")
-    console.print(table)
-    console.print(
-        f"[dim]Same data, token budget ({train_cfg.max_tokens or 'epoch-based'}), schedule and "
-        f"seed for every model. Perplexity: {PROTOCOL.format(L=train_cfg.seq_len)}.[/]"
-    )
-    write_json(
-        out_dir / "compare.json", {"rows": rows, **data.info(), "train_config": train_cfg.to_dict()}
-    )
-    (out_dir / "compare.md").write_text("\n".join(md) + "\n")
-    return rows
+        cells = [*_compare_cells(r, base), str(r["steps"]), r["status"]]
+        md.append("| " + " | ".join(cells) + " |")
+    return "\n".join(md) + "\n"
 
 
 def overrides_from_pairs(pairs: list[str]) -> dict[str, Any]:

@@ -4,23 +4,34 @@ stopping, time/token limits, JSONL metrics, atomic checkpoints and exact resume.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from torch import nn
 
 from ..data.batching import num_windows, train_batches
-from ..io import CheckpointError, load_state
-from ..tensor.layers import TTMatrix
+from ..energy import EnergyEstimator, measure_latency_ms
+from ..files import TOKENIZER_DIR, CheckpointError, RunDir, read_json, write_json
+from ..io import load_state
+from ..nn.params import param_groups
+from ..nn.stats import ForwardStats
 from .budget import BudgetController
 from .checkpoint import (
     latest_checkpoint,
@@ -28,11 +39,10 @@ from .checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
-    write_json,
 )
 from .config import TrainConfig
 from .evaluate import PROTOCOL, EvalResult, evaluate
-from .pareto import ParetoPoint, ParetoTracker, measure_latency_ms
+from .pareto import ParetoPoint, ParetoTracker
 
 __all__ = ["TrainResult", "Trainer", "TrainingDiverged", "lr_factor", "resolve_device"]
 
@@ -51,6 +61,7 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def resolve_device(spec: str) -> torch.device:
+    """``"auto"`` (this process's GPU when there is one, else the CPU) or a torch device."""
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", dist_env()[2] if dist_env()[0] > 1 else 0)
@@ -68,23 +79,6 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on the weights of linear, embedding and TT layers only (not on biases,
-    norms, circuit angles, activations, router thresholds or rank scales)."""
-    decay: list[nn.Parameter] = []
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            decay.append(m.weight)
-        elif isinstance(m, TTMatrix):
-            decay.extend(m.cores)
-    seen = {id(p) for p in decay}
-    rest = [p for p in model.parameters() if id(p) not in seen]
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": rest, "weight_decay": 0.0},
-    ]
 
 
 @dataclass
@@ -106,6 +100,83 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
 
 
+@dataclass
+class FitState:
+    """The counters of a run, saved in every checkpoint (``"state"``) and restored on resume:
+    optimiser steps, data position (epoch, batch within it), target tokens, training seconds,
+    the best validation loss so far and the evaluations since it."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    best_valid: float | None = None
+    bad_evals: int = 0
+
+    def advance(self, tokens: int, seconds: float) -> None:
+        """Count one optimiser step on the next batch."""
+        self.step += 1
+        self.batch_in_epoch += 1
+        self.tokens += tokens
+        self.train_seconds += seconds
+
+
+@dataclass
+class StepResult:
+    """One optimiser step: ``loss`` as every process saw it (the mean over processes), the
+    language-model loss alone, the gradient norm before clipping, the forward's statistics and
+    the step's wall time."""
+
+    loss: float
+    lm_loss: float
+    grad_norm: float
+    stats: ForwardStats
+    seconds: float
+
+
+@dataclass
+class LogWindow:
+    """Training steps since the last ``train`` log line (their mean LM loss and throughput)."""
+
+    lm_loss: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0
+    steps: int = 0
+
+    def add(self, lm_loss: float, tokens: int, seconds: float) -> None:
+        self.lm_loss += lm_loss
+        self.tokens += tokens
+        self.seconds += seconds
+        self.steps += 1
+
+    def mean_lm_loss(self) -> float:
+        return self.lm_loss / self.steps
+
+    def tokens_per_second(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+@dataclass
+class FitRun:
+    """What one call of :meth:`Trainer.fit` works with: the model (and its DDP wrapper, or the
+    model itself, in ``forward``), optimiser, schedule, counters, losses, progress bar and the
+    last checkpoint written."""
+
+    model: nn.Module
+    forward: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    state: FitState
+    progress: Progress
+    task: TaskID
+    started: float
+    last_checkpoint: Path | None = None
+    saved_at: int = -1
+    losses: list[float] = field(default_factory=list)
+    window: LogWindow = field(default_factory=LogWindow)
+
+
 class Trainer:
     """Trains a :class:`~qtensorformer.QTensorFormer` on token streams.
 
@@ -113,9 +184,9 @@ class Trainer:
     run's latest checkpoint (``resume=PATH`` from a given one) exactly as if never interrupted:
     model, optimiser, schedule, data position and RNG states are restored.
 
-    Outputs in ``run_dir``: ``metrics.jsonl`` (one JSON object per log line and evaluation),
-    ``checkpoints/``, ``best/`` (the model with the best validation perplexity, when
-    evaluations run), ``summary.json``.
+    Outputs in ``run_dir`` (see :class:`~qtensorformer.files.RunDir`): ``metrics.jsonl`` (one
+    JSON object per log line and evaluation), ``checkpoints/``, ``best/`` (the model with the
+    best validation perplexity, when evaluations run), ``pareto.json``, ``summary.json``.
 
     Example:
         >>> import torch, tempfile
@@ -150,58 +221,75 @@ class Trainer:
         self.model, self.config, self.tokenizer = model, config, tokenizer
         self.train_ids, self.valid_ids, self.test_ids = train_ids, valid_ids, test_ids
         self.words = words or {}
-        self.run_dir = Path(run_dir)
+        self.run = RunDir(run_dir)
+        self.run_dir = self.run.path
         self.extra_summary = extra_summary or {}
         self.console = console or Console()
         self.quiet = quiet
         self.summary_table = summary_table
-        if energy_fn is None and hasattr(model, "blocks") and hasattr(model, "config"):
-            from ..energy import EnergyEstimator
+        self.energy_fn = self._energy_fn(energy_fn)  # (model, flops/token, seq_len) -> µJ/query
+        self.pareto = ParetoTracker()
+        self.budget = self._budget_controller()
+        self.world_size, self.rank, _ = dist_env()
+        self.is_main = self.rank == 0
+        self.device = resolve_device(config.device)
+        self.autocast_dtype = self._autocast_dtype()
+        self._check_shapes()
+        self.steps_per_epoch = num_windows(train_ids.numel(), config.seq_len) // config.batch_size
+        self.total_steps = self._total_steps()
 
-            energy_fn = EnergyEstimator(config.energy_hardware)
-        if config.max_energy_uj is not None and energy_fn is None:
+    # ------------------------------------------------------------------ set-up
+    def _energy_fn(self, energy_fn):
+        """The given energy estimate, else the configured profile's for this library's models;
+        an energy budget without any estimate is an error."""
+        if energy_fn is None and hasattr(self.model, "blocks") and hasattr(self.model, "config"):
+            energy_fn = EnergyEstimator(self.config.energy_hardware)
+        if self.config.max_energy_uj is not None and energy_fn is None:
             raise ValueError(
                 "max_energy_uj needs an energy estimate per query: pass energy_fn="
                 "(model, flops_per_token, seq_len) -> µJ to the Trainer for this model type"
             )
-        self.energy_fn = energy_fn  # (model, flops_per_token, seq_len) -> µJ per query
-        self.pareto = ParetoTracker()
-        self.budget = (
-            BudgetController(
-                model, {"latency_ms": config.max_latency_ms, "energy_uj": config.max_energy_uj}
-            )
-            if hasattr(model, "blocks")
-            else None
-        )
-        self.world_size, self.rank, _ = dist_env()
-        self.is_main = self.rank == 0
-        if config.batch_size % self.world_size:
-            raise ValueError(
-                f"batch_size={config.batch_size} (the global batch) must be divisible by the "
-                f"{self.world_size} processes"
-            )
-        self.device = resolve_device(config.device)
-        amp = config.amp
+        return energy_fn
+
+    def _budget_controller(self) -> BudgetController | None:
+        """The latency/energy controller (None for a model without blocks to adjust)."""
+        if not hasattr(self.model, "blocks"):
+            return None
+        c = self.config
+        limits = {"latency_ms": c.max_latency_ms, "energy_uj": c.max_energy_uj}
+        return BudgetController(self.model, limits)
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        """bf16 for ``amp="bf16"`` (and ``"auto"`` on a GPU); None runs in full precision."""
+        amp = self.config.amp
         if amp == "auto":
             amp = "bf16" if self.device.type == "cuda" else "none"
-        self.autocast_dtype = torch.bfloat16 if amp == "bf16" else None
-        max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
-        if max_len is not None and config.seq_len > max_len:
+        return torch.bfloat16 if amp == "bf16" else None
+
+    def _check_shapes(self) -> None:
+        """The global batch splits over the processes, windows fit the model, and the training
+        stream holds at least one batch."""
+        c = self.config
+        if c.batch_size % self.world_size:
             raise ValueError(
-                f"seq_len={config.seq_len} exceeds the model's max_seq_len={max_len}; "
+                f"batch_size={c.batch_size} (the global batch) must be divisible by the "
+                f"{self.world_size} processes"
+            )
+        max_len = getattr(getattr(self.model, "config", None), "max_seq_len", None)
+        if max_len is not None and c.seq_len > max_len:
+            raise ValueError(
+                f"seq_len={c.seq_len} exceeds the model's max_seq_len={max_len}; "
                 "lower seq_len or build the model with a larger max_seq_len"
             )
-        per_epoch = num_windows(train_ids.numel(), config.seq_len) // config.batch_size
-        if per_epoch < 1:
+        n = self.train_ids.numel()
+        if num_windows(n, c.seq_len) // c.batch_size < 1:
             raise ValueError(
-                f"the training stream ({train_ids.numel():,} tokens) holds less than one batch "
-                f"of {config.batch_size} windows of {config.seq_len} tokens"
+                f"the training stream ({n:,} tokens) holds less than one batch "
+                f"of {c.batch_size} windows of {c.seq_len} tokens"
             )
-        self.steps_per_epoch = per_epoch
-        self.total_steps = self._total_steps()
 
-    # ------------------------------------------------------------------ plan
     def _total_steps(self) -> int:
+        """The run length: the smallest of ``max_steps``, ``max_tokens`` and ``epochs``."""
         c = self.config
         limits = []
         if c.max_steps is not None:
@@ -212,11 +300,11 @@ class Trainer:
             limits.append(max(1, round(c.epochs * self.steps_per_epoch)))
         return min(limits)
 
-    def _log(self, record: dict) -> None:
-        if not self.is_main:
-            return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+    # ------------------------------------------------------------------ small helpers
+    def _log(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to ``metrics.jsonl`` (main process only)."""
+        if self.is_main:
+            self.run.append_metrics(record)
 
     def _print(self, *a) -> None:
         if not self.quiet and self.is_main:
@@ -234,85 +322,161 @@ class Trainer:
             self.autocast_dtype,
         )
 
+    def _autocast(self) -> torch.autocast:
+        """Mixed precision for the forward pass (disabled without AMP)."""
+        return torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.bfloat16,
+            enabled=self.autocast_dtype is not None,
+        )
+
+    def _sum_over_processes(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over the processes (a copy), or ``t`` itself when training alone."""
+        if self.world_size == 1:
+            return t
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every process when it is True on any (wall-clock decisions differ)."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def _out_of_time(self, started: float) -> bool:
+        """Whether ``max_minutes`` have passed since ``started`` (on any process)."""
+        limit = self.config.max_minutes
+        if limit is None:
+            return False
+        return self._agree(time.perf_counter() - started > limit * 60)
+
     # ------------------------------------------------------------------ fit
     def fit(self, resume: bool | str | Path = False) -> TrainResult:
+        """Train to the configured limit (``resume``: continue from a checkpoint, see the class
+        docstring) and return what the run did."""
+        run = self._prepare(resume)
+        with run.progress:
+            status, message = self._train_loop(run)
+        if status == "diverged":
+            return self._report_divergence(run, message)
+        if run.saved_at != run.state.step:
+            self._save_checkpoint(run)
+        return self._final_evaluation(run, status, message)
+
+    def _train_loop(self, run: FitRun) -> tuple[str, str]:
+        """Step until the run ends; returns its status and a message saying why it stopped."""
+        c, total = self.config, self.total_steps
+        batches = self._batches(run.state)
+        while run.state.step < total:
+            try:
+                out = self._train_step(run, next(batches))
+            except TrainingDiverged as e:
+                return "diverged", str(e)
+            self._record_step(run, out)
+            if run.state.step % c.eval_every == 0 or run.state.step >= total:
+                if self._evaluate_and_checkpoint(run):
+                    return "early_stopped", f"no validation improvement in {c.patience} evaluations"
+            if run.state.step < total and self._out_of_time(run.started):
+                return "time_limit", (
+                    f"stopped by max_minutes={c.max_minutes} at step {run.state.step} of "
+                    f"{total} (the schedule was cut short)"
+                )
+        return "completed", ""
+
+    # ------------------------------------------------------------------ preparation
+    def _prepare(self, resume: bool | str | Path) -> FitRun:
+        """Model on the device (wrapped for DDP), seeded optimiser and schedule, the restored
+        checkpoint when resuming (else a ``start`` log record), and the progress bar."""
         c = self.config
         model = self.model.to(self.device)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        ddp = self.world_size > 1
-        if ddp:
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-            # with routing, a process whose batch routes no token leaves the quantum path's
-            # parameters without gradients in that step
-            routed = bool(getattr(getattr(model, "config", None), "use_selective_routing", False))
-            fwd = torch.nn.parallel.DistributedDataParallel(
-                model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=routed,
-            )
-        else:
-            fwd = model
-        per_rank = c.batch_size // self.world_size
+        forward = self._distributed(model)
         torch.manual_seed(c.seed)
-        opt = torch.optim.AdamW(param_groups(model, c.weight_decay), lr=c.lr, betas=(0.9, 0.95))
-        total = self.total_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, c.warmup_steps, total, c.min_lr_ratio)
+        optimizer = torch.optim.AdamW(
+            param_groups(model, c.weight_decay), lr=c.lr, betas=(0.9, 0.95)
         )
-        st = {
-            "step": 0,
-            "epoch": 0,
-            "batch_in_epoch": 0,
-            "tokens": 0,
-            "train_seconds": 0.0,
-            "best_valid": None,
-            "bad_evals": 0,
-        }
+        total = self.total_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, c.warmup_steps, total, c.min_lr_ratio)
+        )
+        state = FitState()
         if resume:
-            ckpt = latest_checkpoint(self.run_dir) if resume is True else Path(resume)
-            if ckpt is None:
-                raise CheckpointError(f"nothing to resume: no checkpoint in {self.run_dir}")
-            saved = load_trainer_state(ckpt)
-            state = load_state(ckpt / "model.safetensors", self.device)
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as e:
-                raise CheckpointError(
-                    f"{ckpt} does not fit this model (different config?): {e}"
-                ) from e
-            opt.load_state_dict(saved["optimizer"])
-            sched.load_state_dict(saved["scheduler"])
-            st.update(saved["state"])
-            set_rng_state(saved["rng"])
-            self._reload_pareto()
-            self._print(f"[bold]Resumed[/] from {ckpt} at step {st['step']}")
+            state = self._restore(resume, model, optimizer, scheduler)
         else:
             self._log({"event": "start", "config": c.to_dict(), **self.extra_summary})
         self._print(
             f"Training {total:,} steps ({c.tokens_per_step:,} tokens each, "
             f"{self.steps_per_epoch:,} steps per epoch) on {self.device}"
         )
-        losses: list[float] = []
-        self.losses_so_far = losses  # visible while fit runs (e.g. after an interruption)
-        status, message = "completed", ""
-        last_ckpt: Path | None = latest_checkpoint(self.run_dir) if resume else None
-        saved_at = st["step"] if resume else -1
-        start_wall = time.perf_counter()
-        budget_s = c.max_minutes * 60 if c.max_minutes is not None else None
+        progress = self._progress_bar()
+        run = FitRun(
+            model=model,
+            forward=forward,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            state=state,
+            progress=progress,
+            task=progress.add_task("train", total=total, completed=state.step, info=""),
+            started=time.perf_counter(),
+            last_checkpoint=latest_checkpoint(self.run_dir) if resume else None,
+            saved_at=state.step if resume else -1,
+        )
+        self.losses_so_far = run.losses  # visible while fit runs (e.g. after an interruption)
+        return run
 
-        def trainer_state() -> dict:
-            return {
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "state": dict(st),
-                "rng": rng_state(),
-                "train_config": c.to_dict(),
-            }
+    def _distributed(self, model: nn.Module) -> nn.Module:
+        """Under ``torchrun``: join the process group and wrap ``model`` in DDP; alone: the
+        model itself."""
+        if self.world_size == 1:
+            return model
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        # with routing, a process whose batch routes no token leaves the quantum path's
+        # parameters without gradients in that step
+        routed = bool(getattr(getattr(model, "config", None), "use_selective_routing", False))
+        return nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=routed,
+        )
 
-        progress = Progress(
+    def _restore(
+        self,
+        resume: bool | str | Path,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LambdaLR,
+    ) -> FitState:
+        """Load the checkpoint to resume from (the latest for ``resume=True``) into the model,
+        optimiser, schedule, RNGs and Pareto tracker; returns its counters."""
+        ckpt = latest_checkpoint(self.run_dir) if resume is True else Path(resume)
+        if ckpt is None:
+            raise CheckpointError(f"nothing to resume: no checkpoint in {self.run_dir}")
+        saved = load_trainer_state(ckpt)
+        weights = load_state(ckpt / "model.safetensors", self.device)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as e:
+            raise CheckpointError(f"{ckpt} does not fit this model (different config?): {e}") from e
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = replace(FitState(), **saved["state"])
+        set_rng_state(saved["rng"])
+        self._reload_pareto()
+        self._print(f"[bold]Resumed[/] from {ckpt} at step {state.step}")
+        return state
+
+    def _reload_pareto(self) -> None:
+        """The evaluations recorded before an interruption, back into the Pareto tracker."""
+        for p in (read_json(self.run.pareto) or {}).get("points", []):
+            self.pareto.add(ParetoPoint(**p))
+
+    def _progress_bar(self) -> Progress:
+        c = self.config
+        return Progress(
             TextColumn("[bold]train"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
@@ -323,224 +487,58 @@ class Trainer:
             disable=self.quiet or not c.progress,
             transient=False,
         )
-        window_loss, window_tokens, window_t, window_n = 0.0, 0, 0.0, 0
-        with progress:
-            task = progress.add_task("train", total=total, completed=st["step"], info="")
-            while st["step"] < total and status == "completed":
-                for batch in train_batches(
-                    self.train_ids,
-                    c.batch_size,
-                    c.seq_len,
-                    c.seed,
-                    st["epoch"],
-                    st["batch_in_epoch"],
-                ):
-                    t0 = time.perf_counter()
-                    if ddp:  # this process's share of the global batch
-                        batch = batch[self.rank * per_rank : (self.rank + 1) * per_rank]
-                    batch = batch.to(self.device)
-                    model.train()
-                    with torch.autocast(
-                        self.device.type,
-                        dtype=self.autocast_dtype or torch.bfloat16,
-                        enabled=self.autocast_dtype is not None,
-                    ):
-                        _, loss, stats = fwd(batch, labels=batch)
-                    seen_loss = loss.detach()
-                    if ddp:  # the global mean, and a non-finite loss anywhere stops every rank
-                        seen_loss = seen_loss.clone()
-                        dist.all_reduce(seen_loss)
-                        seen_loss /= self.world_size
-                    if not torch.isfinite(seen_loss):
-                        status, message = "diverged", self._diagnose(loss, stats, st["step"] + 1)
-                        break
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                    if not torch.isfinite(gnorm):
-                        status = "diverged"
-                        message = self._diagnose(loss, stats, st["step"] + 1, grads=True)
-                        break
-                    opt.step()
-                    sched.step()
-                    dt = time.perf_counter() - t0
-                    st["step"] += 1
-                    st["batch_in_epoch"] += 1
-                    st["tokens"] += c.tokens_per_step
-                    st["train_seconds"] += dt
-                    lv = float(stats.lm_loss if stats.lm_loss is not None else loss.detach())
-                    if ddp and stats.lm_loss is not None:
-                        lm = stats.lm_loss.detach().clone()
-                        dist.all_reduce(lm)
-                        lv = float(lm) / self.world_size
-                    losses.append(float(seen_loss))
-                    window_loss += lv
-                    window_n += 1
-                    window_tokens += c.tokens_per_step
-                    window_t += dt
-                    if st["step"] % c.log_every == 0 or st["step"] == total:
-                        n = window_n
-                        rec = {
-                            "event": "train",
-                            "step": st["step"],
-                            "tokens": st["tokens"],
-                            "lm_loss": window_loss / n,
-                            "ppl": math.exp(min(window_loss / n, 700)),
-                            "loss": float(seen_loss),
-                            "lr": sched.get_last_lr()[0],
-                            "grad_norm": float(gnorm),
-                            "tokens_per_s": window_tokens / max(window_t, 1e-9),
-                            **{k: v for k, v in stats.summary().items() if v is not None},
-                        }
-                        self._log(rec)
-                        progress.update(
-                            task,
-                            info=f"loss {rec['lm_loss']:.3f} ppl {rec['ppl']:.1f} "
-                            f"{rec['tokens_per_s']:,.0f} tok/s",
-                        )
-                        window_loss, window_tokens, window_t, window_n = 0.0, 0, 0.0, 0
-                    progress.update(task, completed=st["step"])
-                    done = st["step"] >= total
-                    if st["step"] % c.eval_every == 0 or done:
-                        stop = self._evaluate_and_track(st)
-                        last_ckpt = save_checkpoint(
-                            self.run_dir,
-                            st["step"],
-                            model,
-                            self.tokenizer,
-                            trainer_state(),
-                            c.keep_last,
-                        )
-                        saved_at = st["step"]
-                        if stop:
-                            status = "early_stopped"
-                            message = f"no validation improvement in {c.patience} evaluations"
-                            break
-                    if done:
-                        break
-                    if budget_s is not None and self._agree(
-                        time.perf_counter() - start_wall > budget_s
-                    ):
-                        status = "time_limit"
-                        message = (
-                            f"stopped by max_minutes={c.max_minutes} at step {st['step']} of "
-                            f"{total} (the schedule was cut short)"
-                        )
-                        break
-                else:
-                    st["epoch"] += 1
-                    st["batch_in_epoch"] = 0
-                    continue
-                break
-        if status != "diverged" and saved_at != st["step"]:
-            last_ckpt = self._checkpoint(st["step"], model, trainer_state)
-        if status == "diverged":
-            self._log({"event": "diverged", "step": st["step"], "message": message})
-            if self.is_main:
-                self.console.print(f"[bold red]Training diverged:[/] {message}")
-                if last_ckpt is not None:
-                    self.console.print(f"The last good checkpoint is kept: {last_ckpt}")
-            return self._result(status, st, None, None, last_ckpt, message, losses)
-        if message:
-            self._print(f"[yellow]{message}[/]")
-        valid = self._eval(self.valid_ids, "valid", None)
-        test = self._eval(self.test_ids, "test", None) if self.test_ids is not None else None
-        result = self._result(status, st, valid, test, last_ckpt, message, losses)
-        self._summarise(result)
-        return result
 
-    # ------------------------------------------------------------------ helpers
-    def _reload_pareto(self) -> None:
-        path = self.run_dir / "pareto.json"
-        if path.is_file():
-            for p in json.loads(path.read_text()).get("points", []):
-                self.pareto.add(ParetoPoint(**p))
-
-    def _checkpoint(self, step: int, model: nn.Module, trainer_state) -> Path:
-        """Save (main process only; the others wait) and return the checkpoint folder."""
-        path = self.run_dir / "checkpoints" / f"step-{step:07d}"
-        if self.is_main:
-            path = save_checkpoint(
-                self.run_dir, step, model, self.tokenizer, trainer_state(), self.config.keep_last
-            )
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-        return path
-
-    def _agree(self, flag: bool) -> bool:
-        """True on every process when it is True on any (wall-clock decisions differ)."""
-        if self.world_size == 1:
-            return flag
-        import torch.distributed as dist
-
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item() > 0)
-
-    def _evaluate_and_track(self, st: dict) -> bool:
-        """Validation estimate; keeps ``best/``; returns True when early stopping fires."""
+    # ------------------------------------------------------------------ one step
+    def _batches(self, state: FitState) -> Iterator[torch.Tensor]:
+        """Global training batches from the saved data position on, epoch after epoch (the
+        position in ``state`` moves to the next epoch when one is used up)."""
         c = self.config
-        t0 = time.perf_counter()
-        ev = self._eval(self.valid_ids, "valid", c.eval_max_tokens)
-        latency, flops_tok = measure_latency_ms(self.model, c.seq_len, self.device)
-        if self.world_size > 1:  # every process acts on the same (mean) measurement
-            import torch.distributed as dist
+        while True:
+            yield from train_batches(
+                self.train_ids, c.batch_size, c.seq_len, c.seed, state.epoch, state.batch_in_epoch
+            )
+            state.epoch += 1
+            state.batch_in_epoch = 0
 
-            lat = torch.tensor([latency], device=self.device, dtype=torch.float64)
-            dist.all_reduce(lat)
-            latency = float(lat) / self.world_size
-        energy = self.energy_fn(self.model, flops_tok, c.seq_len) if self.energy_fn else None
-        params = sum(p.numel() for p in self.model.parameters())
-        rec = {
-            "event": "eval",
-            "split": "valid",
-            "step": st["step"],
-            "tokens": st["tokens"],
-            "loss": ev.loss,
-            "ppl": ev.ppl,
-            "eval_tokens": ev.tokens,
-            "eval_seconds": time.perf_counter() - t0,
-            "params": params,
-            "flops_per_token": flops_tok,
-            "latency_ms": latency,
-            "energy_uj": energy,
-        }
-        self._log(rec)
-        on_front = self.pareto.add(
-            ParetoPoint(st["step"], ev.ppl, params, flops_tok, latency, energy, st["tokens"])
-        )
-        if self.is_main:
-            self.pareto.save(self.run_dir)
-        self._log(
-            {
-                "event": "pareto",
-                "step": st["step"],
-                "on_front": on_front,
-                "front_size": len(self.pareto.front),
-            }
-        )
-        if self.budget is not None:
-            for action in self.budget.update({"latency_ms": latency, "energy_uj": energy}):
-                self._log({"event": "budget", "step": st["step"], **action})
-                self._print(
-                    f"[magenta]budget[/] {action['metric']} {action['value']:.3g} > "
-                    f"{action['limit']:.3g}: {action['action']}"
-                )
-        self._print(f"step {st['step']:,}: valid ppl {ev.ppl:.2f} (first {ev.tokens:,} tokens)")
-        best = st["best_valid"]
-        if best is None or ev.loss < best:
-            st["best_valid"], st["bad_evals"] = ev.loss, 0
-            if self.is_main:
-                self.model.save_pretrained(self.run_dir / "best")
-                if self.tokenizer is not None:
-                    self.tokenizer.save(self.run_dir / "best" / "tokenizer")
-            return False
-        st["bad_evals"] += 1
-        return c.patience is not None and st["bad_evals"] >= c.patience
+    def _local_share(self, batch: torch.Tensor) -> torch.Tensor:
+        """This process's rows of the global batch (all of it when training alone)."""
+        if self.world_size == 1:
+            return batch
+        per_rank = self.config.batch_size // self.world_size
+        return batch[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def _train_step(self, run: FitRun, batch: torch.Tensor) -> StepResult:
+        """Forward (AMP when on), backward, gradient clipping, optimiser and schedule step on
+        one global batch. Raises :class:`TrainingDiverged` (before updating anything) when the
+        loss on any process, or the gradient norm, is not finite."""
+        t0 = time.perf_counter()
+        batch = self._local_share(batch).to(self.device)
+        run.model.train()
+        with self._autocast():
+            _, loss, stats = run.forward(batch, labels=batch)
+        seen = self._sum_over_processes(loss.detach()) / self.world_size
+        step = run.state.step + 1
+        if not torch.isfinite(seen):  # a non-finite loss anywhere stops every process
+            raise TrainingDiverged(self._diagnose(loss, stats, step))
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(run.model.parameters(), self.config.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise TrainingDiverged(self._diagnose(loss, stats, step, grads=True))
+        run.optimizer.step()
+        run.scheduler.step()
+        seconds = time.perf_counter() - t0
+        return StepResult(float(seen), self._lm_loss(loss, stats), float(grad_norm), stats, seconds)
+
+    def _lm_loss(self, loss: torch.Tensor, stats: ForwardStats) -> float:
+        """The language-model loss of a step (the mean over processes), or the loss itself
+        when the model does not report it."""
+        if stats.lm_loss is None:
+            return float(loss.detach())
+        return float(self._sum_over_processes(stats.lm_loss.detach())) / self.world_size
 
     def _diagnose(self, loss, stats, step: int, grads: bool = False) -> str:
+        """Where the run diverged: the losses, non-finite weights (and gradients) and a fix."""
         parts = [f"step {step}: loss = {float(loss.detach())}"]
         if stats is not None and stats.lm_loss is not None:
             parts.append(f"LM loss = {float(stats.lm_loss)}")
@@ -560,26 +558,219 @@ class Trainer:
         parts.append("try a lower learning rate (--lr) or a smaller grad_clip")
         return "; ".join(parts)
 
-    def _result(self, status, st, valid, test, ckpt, message, losses) -> TrainResult:
-        best = st["best_valid"]
+    # ------------------------------------------------------------------ logging
+    def _record_step(self, run: FitRun, out: StepResult) -> None:
+        """Count the step, keep its loss, and log the window every ``log_every`` steps (and at
+        the last one)."""
+        tokens = self.config.tokens_per_step
+        run.state.advance(tokens, out.seconds)
+        run.losses.append(out.loss)
+        run.window.add(out.lm_loss, tokens, out.seconds)
+        step = run.state.step
+        if step % self.config.log_every == 0 or step == self.total_steps:
+            self._log_window(run, out)
+            run.window = LogWindow()
+        run.progress.update(run.task, completed=step)
+
+    def _log_window(self, run: FitRun, out: StepResult) -> None:
+        """One ``train`` record: the window's mean LM loss and throughput, the last step's loss,
+        learning rate, gradient norm and forward statistics; shown on the progress bar."""
+        w = run.window
+        rec = {
+            "event": "train",
+            "step": run.state.step,
+            "tokens": run.state.tokens,
+            "lm_loss": w.mean_lm_loss(),
+            "ppl": math.exp(min(w.mean_lm_loss(), 700)),
+            "loss": out.loss,
+            "lr": run.scheduler.get_last_lr()[0],
+            "grad_norm": out.grad_norm,
+            "tokens_per_s": w.tokens_per_second(),
+            **{k: v for k, v in out.stats.summary().items() if v is not None},
+        }
+        self._log(rec)
+        run.progress.update(
+            run.task,
+            info=f"loss {rec['lm_loss']:.3f} ppl {rec['ppl']:.1f} {rec['tokens_per_s']:,.0f} tok/s",
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate_and_checkpoint(self, run: FitRun) -> bool:
+        """Evaluate, track the Pareto front, budgets and ``best/``, then checkpoint; returns
+        True when early stopping fires."""
+        stop = self._evaluate_and_track(run.state)
+        self._save_checkpoint(run)
+        return stop
+
+    def _evaluate_and_track(self, st: FitState) -> bool:
+        """Validation estimate with its costs, logged and added to the Pareto front; budgets
+        adjusted; keeps ``best/``; returns True when early stopping fires."""
+        c = self.config
+        t0 = time.perf_counter()
+        ev = self._eval(self.valid_ids, "valid", c.eval_max_tokens)
+        latency, flops_tok, energy = self._measure_costs()
+        params = sum(p.numel() for p in self.model.parameters())
+        self._log(
+            {
+                "event": "eval",
+                "split": "valid",
+                "step": st.step,
+                "tokens": st.tokens,
+                "loss": ev.loss,
+                "ppl": ev.ppl,
+                "eval_tokens": ev.tokens,
+                "eval_seconds": time.perf_counter() - t0,
+                "params": params,
+                "flops_per_token": flops_tok,
+                "latency_ms": latency,
+                "energy_uj": energy,
+            }
+        )
+        self._track_pareto(
+            ParetoPoint(st.step, ev.ppl, params, flops_tok, latency, energy, st.tokens)
+        )
+        self._apply_budget(st.step, latency, energy)
+        self._print(f"step {st.step:,}: valid ppl {ev.ppl:.2f} (first {ev.tokens:,} tokens)")
+        return self._keep_best(st, ev.loss)
+
+    def _measure_costs(self) -> tuple[float, float, float | None]:
+        """Measured latency per query (ms; the mean over processes, so that every process acts
+        on the same number), FLOPs per token, and the estimated energy per query (µJ)."""
+        c = self.config
+        latency, flops_tok = measure_latency_ms(self.model, c.seq_len, self.device)
+        lat = torch.tensor([latency], device=self.device, dtype=torch.float64)
+        latency = float(self._sum_over_processes(lat)) / self.world_size
+        if self.energy_fn is None:
+            return latency, flops_tok, None
+        return latency, flops_tok, float(self.energy_fn(self.model, flops_tok, c.seq_len))
+
+    def _track_pareto(self, point: ParetoPoint) -> None:
+        """Add an evaluation to the Pareto tracker, save it and log whether it is on the
+        front."""
+        on_front = self.pareto.add(point)
+        if self.is_main:
+            self.pareto.save(self.run_dir)
+        self._log(
+            {
+                "event": "pareto",
+                "step": point.step,
+                "on_front": on_front,
+                "front_size": len(self.pareto.front),
+            }
+        )
+
+    def _apply_budget(self, step: int, latency: float, energy: float | None) -> None:
+        """Let the budget controller adjust routing and ranks; log and show what it did."""
+        if self.budget is None:
+            return
+        for action in self.budget.update({"latency_ms": latency, "energy_uj": energy}):
+            self._log({"event": "budget", "step": step, **action})
+            self._print(
+                f"[magenta]budget[/] {action['metric']} {action['value']:.3g} > "
+                f"{action['limit']:.3g}: {action['action']}"
+            )
+
+    def _keep_best(self, st: FitState, loss: float) -> bool:
+        """Save the model (and tokenizer) to ``best/`` on a new best validation loss; count the
+        evaluations without one and return True when they reach ``patience``."""
+        if st.best_valid is None or loss < st.best_valid:
+            st.best_valid, st.bad_evals = loss, 0
+            if self.is_main:
+                self.model.save_pretrained(self.run.best)
+                if self.tokenizer is not None:
+                    self.tokenizer.save(self.run.best / TOKENIZER_DIR)
+            return False
+        st.bad_evals += 1
+        patience = self.config.patience
+        return patience is not None and st.bad_evals >= patience
+
+    # ------------------------------------------------------------------ checkpoints
+    def _trainer_state(self, run: FitRun) -> dict[str, Any]:
+        """Everything besides the model that an exact resume needs."""
+        return {
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "state": asdict(run.state),
+            "rng": rng_state(),
+            "train_config": self.config.to_dict(),
+        }
+
+    def _save_checkpoint(self, run: FitRun) -> Path:
+        """Checkpoint the current step (main process only; the others wait) and return its
+        folder."""
+        step = run.state.step
+        path = self.run.checkpoint(step)
+        if self.is_main:
+            path = save_checkpoint(
+                self.run_dir,
+                step,
+                run.model,
+                self.tokenizer,
+                self._trainer_state(run),
+                self.config.keep_last,
+            )
+        if self.world_size > 1:
+            dist.barrier()
+        run.last_checkpoint, run.saved_at = path, step
+        return path
+
+    # ------------------------------------------------------------------ the end
+    def _report_divergence(self, run: FitRun, message: str) -> TrainResult:
+        """Log and show why the run diverged and which checkpoint is the last good one."""
+        self._log({"event": "diverged", "step": run.state.step, "message": message})
+        if self.is_main:
+            self.console.print(f"[bold red]Training diverged:[/] {message}")
+            if run.last_checkpoint is not None:
+                self.console.print(f"The last good checkpoint is kept: {run.last_checkpoint}")
+        return self._result(run, "diverged", None, None, message)
+
+    def _final_evaluation(self, run: FitRun, status: str, message: str) -> TrainResult:
+        """Full validation (and test) perplexity; writes ``summary.json``."""
+        if message:
+            self._print(f"[yellow]{message}[/]")
+        valid = self._eval(self.valid_ids, "valid", None)
+        test = self._eval(self.test_ids, "test", None) if self.test_ids is not None else None
+        result = self._result(run, status, valid, test, message)
+        self._summarise(result)
+        return result
+
+    def _result(
+        self,
+        run: FitRun,
+        status: str,
+        valid: EvalResult | None,
+        test: EvalResult | None,
+        message: str,
+    ) -> TrainResult:
+        st, best = run.state, run.state.best_valid
         return TrainResult(
             status=status,
-            steps=st["step"],
-            tokens=st["tokens"],
-            train_seconds=st["train_seconds"],
-            tokens_per_second=st["tokens"] / max(st["train_seconds"], 1e-9),
+            steps=st.step,
+            tokens=st.tokens,
+            train_seconds=st.train_seconds,
+            tokens_per_second=st.tokens / max(st.train_seconds, 1e-9),
             best_valid_ppl=math.exp(min(best, 700.0)) if best is not None else None,
             valid=valid,
             test=test,
-            last_checkpoint=ckpt,
+            last_checkpoint=run.last_checkpoint,
             run_dir=self.run_dir,
             message=message,
-            losses=losses,
+            losses=run.losses,
         )
 
     def _summarise(self, r: TrainResult) -> None:
+        """Write ``summary.json``, log the ``end`` record and show the summary table."""
+        summary = self._summary(r)
+        if self.is_main:
+            write_json(self.run.summary, summary)
+        self._log({"event": "end", **{k: v for k, v in summary.items() if k != "train_config"}})
+        if self.summary_table:
+            self._print(self._summary_table(r, summary["params"]))
+            self._print(f"[dim]Perplexity: {PROTOCOL.format(L=self.config.seq_len)}.[/]")
+
+    def _summary(self, r: TrainResult) -> dict[str, Any]:
         c = self.config
-        summary = {
+        return {
             "status": r.status,
             "message": r.message,
             "steps": r.steps,
@@ -598,9 +789,8 @@ class Trainer:
             "last_checkpoint": str(r.last_checkpoint) if r.last_checkpoint else None,
             **self.extra_summary,
         }
-        if self.is_main:
-            write_json(self.run_dir / "summary.json", summary)
-        self._log({"event": "end", **{k: v for k, v in summary.items() if k != "train_config"}})
+
+    def _summary_table(self, r: TrainResult, params: int) -> Table:
         t = Table(title=f"Run summary: {self.run_dir}")
         t.add_column("metric")
         t.add_column("value", justify="right")
@@ -608,7 +798,7 @@ class Trainer:
         t.add_row("steps / tokens", f"{r.steps:,} / {r.tokens:,}")
         t.add_row("train time (s)", f"{r.train_seconds:,.1f}")
         t.add_row("tokens / s", f"{r.tokens_per_second:,.0f}")
-        t.add_row("parameters", f"{summary['params']:,}")
+        t.add_row("parameters", f"{params:,}")
         if r.valid:
             t.add_row("valid perplexity", f"{r.valid.ppl:.2f}")
         if r.test:
@@ -616,6 +806,4 @@ class Trainer:
             if r.test.word_ppl is not None and self.tokenizer is not None:
                 if getattr(self.tokenizer, "kind", "word") != "word":
                     t.add_row("test perplexity per word", f"{r.test.word_ppl:.2f}")
-        if self.summary_table:
-            self._print(t)
-            self._print(f"[dim]Perplexity: {PROTOCOL.format(L=c.seq_len)}.[/]")
+        return t

@@ -1,0 +1,5 @@
+"""``python -m qtensorformer.cli``."""
+
+from . import main
+
+main()

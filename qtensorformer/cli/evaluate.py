@@ -1,0 +1,77 @@
+"""``qtf eval``: perplexity of a saved model on a split."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from ._common import (
+    CheckpointArg,
+    DataDirOpt,
+    console,
+    fail,
+    resolve_checkpoint,
+    run_info,
+    tokenizer_dir,
+    user_errors,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..data import Tokenizer
+    from ..model import QTensorFormer
+    from ..train import EvalResult
+    from ..train.run import PreparedData
+
+SPLITS = ("valid", "test")
+
+
+def result_table(
+    ckpt: Path, prepared: PreparedData, split: str, res: EvalResult, model: QTensorFormer
+) -> Table:
+    """Perplexity (per word too, for a subword tokenizer), tokens and parameters."""
+    tok: Tokenizer = prepared.tokenizer
+    t = Table(title=f"{ckpt}: {prepared.name} {split}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("perplexity", f"{res.ppl:.2f}")
+    if tok.kind != "word":
+        t.add_row("perplexity per word", f"{res.word_ppl:.2f}")
+    t.add_row("tokens", f"{res.tokens:,}")
+    t.add_row("parameters", f"{model.num_parameters():,}")
+    return t
+
+
+def eval_(
+    checkpoint: CheckpointArg,
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    data: Annotated[str | None, typer.Option("--data", help="Corpus (default: the run's).")] = None,
+    data_dir: DataDirOpt = None,
+    seq_len: int | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> None:
+    """Perplexity of a saved model on a split (protocol printed with the number)."""
+    from ..data import load_tokenizer
+    from ..model import QTensorFormer
+    from ..train import PROTOCOL, evaluate, resolve_device
+    from ..train.run import prepare_data
+
+    if split not in SPLITS:
+        fail(f"split must be valid or test, got {split!r}")
+    ckpt = resolve_checkpoint(checkpoint)
+    info = run_info(ckpt)
+    with user_errors():
+        model = QTensorFormer.from_pretrained(ckpt)
+        tok = load_tokenizer(tokenizer_dir(ckpt))
+        prepared = prepare_data(data or info.get("data", "wikitext-2"), data_dir, tok)
+    L = seq_len or info.get("train_config", {}).get("seq_len", model.config.max_seq_len)
+    dev = resolve_device(device)
+    res = evaluate(
+        model.to(dev), prepared.ids[split], L, batch_size, None, prepared.words[split], dev
+    )
+    console.print(result_table(ckpt, prepared, split, res, model))
+    console.print(f"[dim]{tok.describe()}; perplexity: {PROTOCOL.format(L=L)}.[/]")
