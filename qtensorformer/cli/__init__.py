@@ -13,6 +13,7 @@ import typer
 from .._version import __version__
 from ._common import console
 from .compare import compare_cmd
+from .compress import compress
 from .demo import demo
 from .energy import energy
 from .evaluate import eval_
@@ -40,6 +41,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "eval": eval_,
     "generate": generate,
     "compare": compare_cmd,
+    "compress": compress,
     "demo": demo,
     "export": export_cmd,
     "explain": explain,

