@@ -100,5 +100,6 @@ def test_cli_compress_prints_the_cost_and_saves(llama_folder, texts, tmp_path):
     assert (out / "compressed.json").is_file()
     bad = CliRunner().invoke(app, ["compress", str(llama_folder), "--ratio", "1.5"])
     assert bad.exit_code == 2 and "ratio must lie in (0, 1)" in bad.output
-    missing = CliRunner().invoke(app, ["compress", str(tmp_path / "nothing")])
+    missing = CliRunner().invoke(app, ["compress", str(tmp_path / "no[thing]")])
     assert missing.exit_code == 2 and "no model at" in missing.output
+    assert "no[thing]" in missing.output  # brackets are text, not rich markup

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..files import TOKENIZER_DIR, RunDir
 
@@ -45,7 +46,7 @@ SetOpt = Annotated[
 
 def fail(msg: str) -> NoReturn:
     """Print ``msg`` as an error and exit with status 2 (a usage error)."""
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print(f"[bold red]error:[/] {escape(msg)}")  # messages hold [extras] and paths
     raise typer.Exit(2)
 
 
