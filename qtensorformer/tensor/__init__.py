@@ -10,6 +10,7 @@ from .layers import (
     TTMatrix,
     set_tt_costs,
 )
+from .lowrank import LowRankLinear
 from .tt import (
     TTDecomposition,
     full_ranks,
@@ -24,6 +25,7 @@ from .tt import (
 
 __all__ = [
     "TT_COSTS",
+    "LowRankLinear",
     "Modes",
     "NestedRankSampler",
     "TTCosts",
