@@ -25,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "TOKENIZER_DIR",
+    "WEIGHTS_FILE",
     "CheckpointError",
     "RunDir",
     "atomic_write",
@@ -34,6 +35,8 @@ __all__ = [
 
 #: The folder, inside a saved model or checkpoint, that holds its tokenizer.
 TOKENIZER_DIR = "tokenizer"
+#: The weights file of a saved model (or checkpoint) folder.
+WEIGHTS_FILE = "model.safetensors"
 
 
 class CheckpointError(ValueError):
@@ -141,7 +144,21 @@ class RunDir:
         return self.compare.is_file()
 
     def has_best(self) -> bool:
-        return (self.best / "model.safetensors").is_file()
+        return (self.best / WEIGHTS_FILE).is_file()
+
+    def newest_checkpoint(self, complete: str = WEIGHTS_FILE) -> Path | None:
+        """The newest checkpoint folder holding the file ``complete``: the one
+        ``checkpoints/latest`` names, else the last ``step-*`` (None when there is none)."""
+        if self.latest_marker.is_file():
+            named = self.checkpoints / self.latest_marker.read_text().strip()
+            if (named / complete).is_file():
+                return named
+        done = sorted(p for p in self.checkpoints.glob("step-*") if (p / complete).is_file())
+        return done[-1] if done else None
+
+    def model_dir(self) -> Path | None:
+        """The run's model: ``best/``, else its newest checkpoint (None when it has neither)."""
+        return self.best if self.has_best() else self.newest_checkpoint()
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one record to ``metrics.jsonl``."""

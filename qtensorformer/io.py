@@ -18,7 +18,7 @@ import torch
 
 from ._version import __version__
 from .config import ModelConfig
-from .files import CheckpointError, atomic_write
+from .files import WEIGHTS_FILE, CheckpointError, atomic_write
 
 __all__ = [
     "FORMAT",
@@ -33,7 +33,7 @@ __all__ = [
 FORMAT = "qtensorformer"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_NAME = WEIGHTS_FILE
 
 
 def save_model(model, directory: str | Path) -> Path:

@@ -18,3 +18,12 @@ def fresh_seed(request):
     torch.manual_seed(seed)
     print(f"[seed] {request.node.nodeid}: QTF_TEST_SEED={seed}")
     return seed
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny linear algebra in loops: one thread avoids OpenMP spin-waits on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

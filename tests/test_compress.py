@@ -14,6 +14,8 @@ from torch import nn
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
+import tiny_hf  # noqa: E402
+
 from qtensorformer import ModelConfig, QTensorFormer  # noqa: E402
 from qtensorformer.compress import (  # noqa: E402
     CalibrationConfig,
@@ -22,7 +24,7 @@ from qtensorformer.compress import (  # noqa: E402
     SVDLLMConfig,
     TTAwareConfig,
     TTConfig,
-    calibration_from_text,
+    calibration_ids,
     compress_,
     compress_matrix,
     find_blocks,
@@ -46,36 +48,15 @@ QUIET = CalibrationConfig(progress=False)
 FULL = 10**6  # a rank above every matrix's: capped to the exact rank
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny linear algebra in loops: one thread avoids OpenMP spin-waits on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_llama(dtype=torch.float64) -> nn.Module:
-    cfg = transformers.LlamaConfig(
-        vocab_size=V,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=0,
-        eos_token_id=1,
-        tie_word_embeddings=True,
-    )
-    return transformers.LlamaForCausalLM(cfg).to(dtype).eval()
+    return tiny_hf.llama(V, bos_token_id=0, eos_token_id=1, tie_word_embeddings=True).to(dtype)
 
 
 def tiny_gpt2(dtype=torch.float64) -> nn.Module:
-    cfg = transformers.GPT2Config(
-        n_embd=32, n_layer=2, n_head=4, vocab_size=V, n_positions=64, bos_token_id=0, eos_token_id=1
-    )
-    return transformers.GPT2LMHeadModel(cfg).to(dtype).eval()
+    return tiny_hf.gpt2(V, bos_token_id=0, eos_token_id=1).to(dtype)
 
 
 def tiny_qtf(dtype=torch.float64) -> nn.Module:
@@ -222,18 +203,18 @@ def test_gram_matrices_are_shared_by_readers_of_one_input_and_exact():
         torch.testing.assert_close(st[n].abs_mean, X.abs().mean(0), atol=1e-12, rtol=1e-12)
 
 
-def test_calibration_from_text_file_and_too_short_text(tmp_path):
+def test_calibration_ids_from_a_file_with_an_encode_tokenizer_and_too_short_text(tmp_path):
     class Chars:
         def encode(self, text):
             return [ord(c) % V for c in text]
 
     path = tmp_path / "calib.txt"
     path.write_text("the quick brown fox jumps over the lazy dog\n" * 3)
-    out = calibration_from_text(path, Chars(), n_samples=4, seq_len=20)
+    out = calibration_ids(Chars(), path, n_samples=4, seq_len=20)
     assert out.shape == (4, 20) and out.dtype == torch.long
     assert out.flatten().tolist() == Chars().encode(path.read_text())[:80]
-    with pytest.raises(ValueError, match="fewer than the 10 × 20"):
-        calibration_from_text(path, Chars(), n_samples=10, seq_len=20)
+    with pytest.raises(ValueError, match=r"fewer than the 200 asked \(10 samples × 20 tokens\)"):
+        calibration_ids(Chars(), path, n_samples=10, seq_len=20)
 
 
 # ---------------------------------------------------------------------------- aware ordering

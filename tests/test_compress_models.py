@@ -28,6 +28,8 @@ from qtensorformer.files import CheckpointError
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+import tiny_hf  # noqa: E402
+
 WORDS = (
     "the a of tensor train quantum circuit model layer rank token, loss. (window) 42 ünï".split()
 )
@@ -61,23 +63,8 @@ def hf_tokenizer():
 
 def _hf_model(kind: str, vocab: int):
     if kind == "llama":
-        cfg = transformers.LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=48,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            tie_word_embeddings=False,
-        )
-        model = transformers.LlamaForCausalLM(cfg)
-    else:
-        cfg = transformers.GPT2Config(
-            vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64
-        )
-        model = transformers.GPT2LMHeadModel(cfg)
-    return model.eval()
+        return tiny_hf.llama(vocab, tie_word_embeddings=False)
+    return tiny_hf.gpt2(vocab)
 
 
 def _qtf_model(vocab: int = 40) -> QTensorFormer:

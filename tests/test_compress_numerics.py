@@ -45,13 +45,7 @@ from qtensorformer.tensor.lowrank import LowRankLinear
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny linear algebra in loops: one thread avoids OpenMP spin-waits on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def correlated_inputs(T: int, m: int, rank: int | None = None) -> torch.Tensor:

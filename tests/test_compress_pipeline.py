@@ -15,6 +15,8 @@ from qtensorformer.compress import compress_model, load_causal_lm, raw_text_perp
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+import tiny_hf  # noqa: E402
+
 WORDS = "the a of tensor train quantum circuit model layer rank token loss window".split()
 
 
@@ -36,18 +38,9 @@ def llama_folder(tmp_path_factory):
     )
     tok.train_from_iterator([" ".join(WORDS)] * 20, trainer)
     hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tok)
-    cfg = transformers.LlamaConfig(
-        vocab_size=len(hf_tok),
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("llama")
-    transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
+    tiny_hf.llama(len(hf_tok)).save_pretrained(folder)
     hf_tok.save_pretrained(folder)
     return folder
 

@@ -87,18 +87,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """The model folder ``path`` names: itself, a run's ``best`` model, or its latest
     checkpoint; exits with an error when there is none."""
     from ..io import WEIGHTS_NAME
-    from ..train import latest_checkpoint
 
     p = Path(path)
     if (p / WEIGHTS_NAME).is_file():
         return p
-    run = RunDir(p)
-    if run.has_best():
-        return run.best
-    ckpt = latest_checkpoint(run.path)
-    if ckpt is None:
+    model_dir = RunDir(p).model_dir()
+    if model_dir is None:
         fail(f"{p} is neither a model folder nor a run folder with checkpoints")
-    return ckpt
+    return model_dir
 
 
 def find_run(model_dir: Path) -> RunDir | None:

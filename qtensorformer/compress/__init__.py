@@ -15,7 +15,6 @@ from .budget import allocate_spectrum, dense_rank, param_budget, uniform_rank
 from .calibrate import (
     BLOCK_PATHS,
     InputStats,
-    calibration_from_text,
     check_calibration,
     find_blocks,
     is_compressible,
@@ -79,7 +78,6 @@ __all__ = [
     "TTConfig",
     "activation_error",
     "allocate_spectrum",
-    "calibration_from_text",
     "calibration_ids",
     "check_calibration",
     "compress_",

@@ -49,6 +49,7 @@ from .calibrate import (
 from .config import CalibrationConfig, MethodConfig
 from .linalg import activation_error, weight_error
 from .methods import compress_matrix, matrix_spectrum, min_params, target_from_module
+from .progress import progress_bar
 from .resume import Resume, fingerprint
 from .summary import CompressionReport, ModuleReport
 
@@ -90,42 +91,21 @@ def select_linears(
 
 # ---------------------------------------------------------------------------- progress
 class _Progress:
-    """A rich progress bar with ETA on stderr (nothing when disabled)."""
+    """The per-block progress bar of a calibration pass (nothing when disabled)."""
 
     def __init__(self, enabled: bool, total: int, what: str) -> None:
-        self.bar = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.task = self.bar.add_task(what, total=total)
+        self.bar = progress_bar(enabled)
+        self.task = self.bar.add_task(what, total=total)
 
     def __enter__(self) -> _Progress:
-        if self.bar is not None:
-            self.bar.start()
+        self.bar.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self.bar.stop()
 
     def advance(self, description: str | None = None, steps: int = 1) -> None:
-        if self.bar is not None and steps:
+        if steps:
             self.bar.update(self.task, advance=steps, description=description)
 
 
@@ -310,7 +290,7 @@ def _check_inputs(config: Any, calibration, opts: CalibrationConfig) -> torch.Te
         if config.aware:
             raise ValueError(
                 f"method {config.name!r} is activation-aware: pass calibration token ids "
-                "(a LongTensor (N, L)) as calibration=…, e.g. from calibration_from_text()"
+                "(a LongTensor (N, L)) as calibration=…, e.g. from calibration_ids()"
             )
         return None
     calibration = check_calibration(calibration, opts.n_samples, opts.seq_len)

@@ -34,7 +34,6 @@ import contextlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,7 +45,6 @@ __all__ = [
     "InputStats",
     "StatsCollector",
     "block_output",
-    "calibration_from_text",
     "capture_block_inputs",
     "check_calibration",
     "find_blocks",
@@ -146,55 +144,6 @@ def check_calibration(
             "seq_len"
         )
     return calibration[: n_samples or N, : seq_len or L].long()
-
-
-def _token_ids(tokenizer: Any, text: str) -> list[int]:
-    encode = getattr(tokenizer, "encode", None)
-    if encode is None:
-        raise TypeError(f"the tokenizer {type(tokenizer).__name__} has no encode(text) method")
-    try:
-        ids = encode(text, add_special_tokens=False)
-    except TypeError:
-        ids = encode(text)
-    return list(getattr(ids, "ids", ids))
-
-
-def calibration_from_text(
-    text: str | Path, tokenizer: Any, n_samples: int, seq_len: int
-) -> torch.Tensor:
-    """``n_samples`` consecutive, non-overlapping sequences of ``seq_len`` tokens from the
-    start of a text (a string, or a path to a UTF-8 file), as a LongTensor (N, L).
-
-    ``tokenizer`` needs ``encode(text) -> list[int]`` (this library's tokenizers, Hugging
-    Face tokenizers).
-
-    Example:
-        >>> class Chars:
-        ...     def encode(self, text):
-        ...         return [ord(c) % 50 for c in text]
-        >>> calibration_from_text("abcdefghij" * 3, Chars(), n_samples=2, seq_len=10).shape
-        torch.Size([2, 10])
-    """
-    for name, v in (("n_samples", n_samples), ("seq_len", seq_len)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if isinstance(text, Path) or (isinstance(text, str) and "\n" not in text and _is_file(text)):
-        text = Path(text).read_text(encoding="utf-8")
-    ids = _token_ids(tokenizer, text)
-    need = n_samples * seq_len
-    if len(ids) < need:
-        raise ValueError(
-            f"the calibration text has {len(ids)} tokens, fewer than the {n_samples} × {seq_len} "
-            f"= {need} asked for; give a longer text or lower n_samples / seq_len"
-        )
-    return torch.tensor(ids[:need], dtype=torch.long).view(n_samples, seq_len)
-
-
-def _is_file(text: str) -> bool:
-    try:
-        return len(text) < 4096 and Path(text).is_file()
-    except OSError:
-        return False
 
 
 # ---------------------------------------------------------------------------- block inputs

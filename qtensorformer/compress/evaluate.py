@@ -38,11 +38,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rich.progress import TextColumn
 from torch import nn
 
 from ..data.corpus import DataNotFoundError, candidate_dirs
 from ..data.tokenizers import Tokenizer
 from ..model import QTensorFormer
+from .progress import progress_bar
 
 __all__ = [
     "PerplexityResult",
@@ -121,17 +123,21 @@ def tokenize_text(tokenizer: Any, text: str) -> tuple[torch.Tensor, str]:
 
     A Hugging Face tokenizer (callable) tokenises the whole text in one call without special
     tokens; this library's tokenizers encode it line by line with one end-of-line id per line,
-    as their models were trained.
+    as their models were trained; any other object with ``encode(text) -> list[int]`` encodes
+    the whole text in one call.
     """
     if isinstance(tokenizer, Tokenizer):
         ids = tokenizer.encode_lines(text.splitlines())
         return ids, "tokenised line by line with one end-of-line id per line"
-    if not callable(tokenizer):
+    if callable(tokenizer):
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    elif callable(getattr(tokenizer, "encode", None)):
+        ids = tokenizer.encode(text)
+    else:
         raise TypeError(
-            f"tokenizer must be a Hugging Face tokenizer or a qtensorformer Tokenizer, got "
-            f"{type(tokenizer).__name__}"
+            f"tokenizer must be a Hugging Face tokenizer, a qtensorformer Tokenizer or have "
+            f"encode(text), got {type(tokenizer).__name__}"
         )
-    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     return torch.tensor(ids, dtype=torch.int64), "tokenised in one call without special tokens"
 
 
@@ -231,30 +237,6 @@ def _protocol(n: int, seq_len: int, stride: int, source: str, how: str) -> str:
     return f"{layout}, {how}; {scored}"
 
 
-def _progress_bar(enabled: bool):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]perplexity"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("windows, ppl {task.fields[ppl]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
-
-
 # ---------------------------------------------------------------------------- perplexity
 @torch.inference_mode()
 def raw_text_perplexity(
@@ -308,8 +290,9 @@ def _score_windows(
     ``batch_size`` at a time behind a progress bar."""
     jobs = list(zip(starts, _scored_from(starts, seq_len), strict=True))
     total, count, seconds, device = 0.0, 0, 0.0, _device(model)
-    with _progress_bar(progress) as bar:
-        task = bar.add_task("ppl", total=len(jobs), ppl="-")
+    fields = TextColumn("windows, ppl {task.fields[ppl]}")
+    with progress_bar(progress, fields) as bar:
+        task = bar.add_task("[bold]perplexity", total=len(jobs), ppl="-")
         for group in _batches(jobs, batch_size):
             batch = torch.stack([ids[s : s + seq_len] for s, _ in group]).to(device)
             t0 = time.perf_counter()

@@ -123,7 +123,7 @@ def detect_kind(path: Path) -> str:
         return "qtensorformer"
     if meta is not None and "model_type" in meta:
         return "hf"
-    if _qtensorformer_run_model(path) is not None:
+    if RunDir(path).model_dir() is not None:
         return "qtensorformer"
     raise CheckpointError(f"{path} holds no model of a known kind: expected {_EXPECTED}")
 
@@ -220,22 +220,8 @@ def _load_hf(path: Path, dtype: torch.dtype) -> LoadedModel:
 
 
 # ---------------------------------------------------------------------------- qtensorformer
-def _qtensorformer_run_model(path: Path) -> Path | None:
-    """The model folder of a run folder: ``best/``, else the newest checkpoint; None if neither."""
-    run = RunDir(path)
-    if run.has_best():
-        return run.best
-    root, marker = run.checkpoints, run.latest_marker
-    if marker.is_file():
-        named = root / marker.read_text().strip()
-        if (named / "model.safetensors").is_file():
-            return named
-    done = sorted(p for p in root.glob("step-*") if (p / "model.safetensors").is_file())
-    return done[-1] if done else None
-
-
 def _load_qtensorformer(path: Path, dtype: torch.dtype) -> LoadedModel:
-    model_dir = path if (path / "config.json").is_file() else _qtensorformer_run_model(path)
+    model_dir = path if (path / "config.json").is_file() else RunDir(path).model_dir()
     assert model_dir is not None  # detect_kind checked it
     model = QTensorFormer.from_pretrained(model_dir).to(dtype).eval()
     tokenizer = None

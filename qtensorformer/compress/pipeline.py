@@ -28,8 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from ..data.tokenizers import Tokenizer
 from ..files import TOKENIZER_DIR, write_json
 from .api import compress_
@@ -91,11 +89,6 @@ def _save_tokenizer(tokenizer: Any, folder: Path) -> None:
         tokenizer.save(folder / TOKENIZER_DIR)
     else:
         tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
-
-
-def _base_config(model: nn.Module) -> dict[str, Any] | None:
-    cfg = getattr(model, "config", None)
-    return cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else None
 
 
 def compress_model(
@@ -177,7 +170,7 @@ def compress_model(
     )
     if out is not None:
         run.out = Path(out)
-        save_compressed(model, report, run.out, base_config=_base_config(model))
+        save_compressed(model, report, run.out)
         _save_tokenizer(tok, run.out)
         write_json(run.out / "compress_run.json", run.to_dict())
     return run

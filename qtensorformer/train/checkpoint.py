@@ -87,14 +87,7 @@ def _prune(root: Path, keep_last: int) -> None:
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a run (None when there is none)."""
-    run = RunDir(run_dir)
-    root, marker = run.checkpoints, run.latest_marker
-    if marker.is_file():
-        p = root / marker.read_text().strip()
-        if (p / STATE_NAME).is_file():
-            return p
-    done = [p for p in _step_folders(root) if (p / STATE_NAME).is_file()]
-    return done[-1] if done else None
+    return RunDir(run_dir).newest_checkpoint(complete=STATE_NAME)
 
 
 def load_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
