@@ -23,8 +23,14 @@ def tracing() -> bool:
 
 def tensor_cache(fn: Callable[..., T]) -> Callable[..., T]:
     """``functools.lru_cache`` for functions that build constant tensors, bypassed while
-    tracing (a traced call makes fake tensors, which must not be cached)."""
-    cached = functools.lru_cache(maxsize=256)(fn)
+    tracing (a traced call makes fake tensors, which must not be cached). Cached tensors are
+    built outside ``torch.inference_mode``: an inference tensor made by a first call under
+    inference mode would break every later call that autograd records."""
+
+    @functools.lru_cache(maxsize=256)
+    def cached(*args):
+        with torch.inference_mode(False):
+            return fn(*args)
 
     @functools.wraps(fn)
     def wrapper(*args):

@@ -36,6 +36,22 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = WEIGHTS_FILE
 
 
+def _store_once(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``state`` with each tensor once (tied weights share one entry) and the aliases: dropped
+    name → the kept name holding the same tensor."""
+    kept: dict[tuple, str] = {}
+    out: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for name, t in state.items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
+        if key in kept:
+            aliases[name] = kept[key]
+            continue
+        kept[key] = name
+        out[name] = t.detach().contiguous()
+    return out, aliases
+
+
 def save_model(model, directory: str | Path) -> Path:
     """Save ``model`` (anything with a ``config`` that has ``to_dict()`` and a ``state_dict``,
     i.e. a :class:`~qtensorformer.QTensorFormer`) to ``directory``."""
@@ -48,13 +64,11 @@ def save_model(model, directory: str | Path) -> Path:
         "library_version": __version__,
         "config": model.config.to_dict(),
     }
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(
-        directory / WEIGHTS_NAME,
-        lambda p: save_file(
-            state, str(p), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-        ),
-    )
+    state, aliases = _store_once(model.state_dict())
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
+    if aliases:
+        metadata["aliases"] = json.dumps(aliases, sort_keys=True)
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=metadata))
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(text))
     return directory
@@ -108,6 +122,14 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
                     f"{path} is a safetensors file but not a qtensorformer one "
                     f"(metadata format={meta.get('format')!r})"
                 )
-            return {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+            aliases = json.loads(meta.get("aliases", "{}"))
     except SafetensorError as e:
         raise CheckpointError(f"{path} is corrupt or not a safetensors file ({e})") from e
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} has corrupt metadata (aliases: {e})") from e
+    for name, kept in aliases.items():
+        if kept not in state:
+            raise CheckpointError(f"{path}: alias {name!r} names a missing tensor {kept!r}")
+        state[name] = state[kept]
+    return state

@@ -96,3 +96,72 @@ def test_cli_compress_prints_the_cost_and_saves(llama_folder, texts, tmp_path):
     missing = CliRunner().invoke(app, ["compress", str(tmp_path / "no[thing]")])
     assert missing.exit_code == 2 and "no model at" in missing.output
     assert "no[thing]" in missing.output  # brackets are text, not rich markup
+
+
+def test_heal_steps_fine_tune_then_save_and_drop_the_training_weights(
+    llama_folder, texts, tmp_path
+):
+    calib, test = texts
+    calib.write_text(_text(3000))
+    out = tmp_path / "healed"
+    run = compress_model(
+        llama_folder,
+        "svd",
+        ratio=0.5,
+        calib_data=calib,
+        seq_len=16,
+        eval_text=test,
+        eval_windows=4,
+        measure_speed=False,
+        out=out,
+        heal_steps=6,
+        heal_options={"lr": 3e-3, "batch_size": 2},
+        progress=False,
+    )
+    assert run.heal is not None and run.heal.steps == 6 and run.healed is not None
+    assert run.heal.valid_loss_after < run.heal.valid_loss_before
+    assert run.healed.ppl != run.after.ppl  # the saved model is the healed one
+    assert not (out / "heal" / "checkpoints").exists() and not (out / "heal" / "best").exists()
+    assert (out / "heal" / "metrics.jsonl").is_file()
+    loaded = load_causal_lm(out)
+    again = raw_text_perplexity(loaded.model, loaded.tokenizer, test, seq_len=16, windows=4)
+    assert again.ppl == pytest.approx(run.healed.ppl, rel=1e-6)
+    saved = json.loads((out / "compress_run.json").read_text())
+    assert saved["heal"]["steps"] == 6 and saved["healed"]["ppl"] == pytest.approx(run.healed.ppl)
+
+
+def test_cli_eval_and_generate_read_hf_and_compressed_folders(llama_folder, texts, tmp_path):
+    _, test = texts
+    out = tmp_path / "c"
+    args = ["compress", str(llama_folder), "--method", "svd", "--ratio", "0.5", "--seq-len", "16"]
+    r = CliRunner().invoke(app, [*args, "--eval-windows", "0", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    base = raw_text_perplexity(
+        load_causal_lm(llama_folder).model,
+        load_causal_lm(llama_folder).tokenizer,
+        test,
+        seq_len=16,
+        windows=3,
+        progress=False,
+    )
+    for folder in (llama_folder, out):
+        ev = CliRunner().invoke(
+            app, ["eval", str(folder), "--data", str(test), "--seq-len", "16", "--windows", "3"]
+        )
+        assert ev.exit_code == 0, ev.output
+        assert "first 3 non-overlapping 16-token windows" in ev.output, ev.output
+        if folder == llama_folder:
+            assert f"{base.ppl:.3f}" in ev.output
+        gen = CliRunner().invoke(
+            app, ["generate", str(folder), "--prompt", "the tensor", "--max-new-tokens", "5"]
+        )
+        assert gen.exit_code == 0, gen.output
+        written = gen.output.split("the tensor", 1)[1]
+        assert written.strip(), gen.output
+    greedy = [
+        CliRunner().invoke(app, ["generate", str(out), "--temperature", "0", "--seed", str(s)])
+        for s in (0, 1)
+    ]
+    assert greedy[0].output == greedy[1].output  # greedy ignores the seed
+    bad = CliRunner().invoke(app, ["eval", str(out), "--split", "train"])
+    assert bad.exit_code == 2 and "split must be valid or test" in bad.output

@@ -272,3 +272,19 @@ def test_matmul_flops_match_torch_flop_counter(q, n_layers, reupload):
         von_neumann_entropy(psi)
     parts = circuit_flop_breakdown(q, b, n_layers, "real", reupload=reupload)
     assert parts["matmul"] == fc.get_total_flops()
+
+
+def test_constants_cached_under_inference_mode_still_train():
+    """A first forward under torch.inference_mode (as generation runs) must not cache
+    inference tensors that a later training step records."""
+    from qtensorformer.quantum.ansatz import _index_tensor, ansatz_matrix
+
+    _index_tensor.cache_clear()
+    w = torch.randn(2, 3, 3, dtype=torch.float64)
+    with torch.inference_mode():
+        ref = ansatz_matrix(w, 3, "strong")
+    w.requires_grad_(True)
+    out = ansatz_matrix(w, 3, "strong")
+    out.abs().sum().backward()
+    torch.testing.assert_close(out.detach(), ref)
+    assert w.grad is not None and torch.isfinite(w.grad).all()

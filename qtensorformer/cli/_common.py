@@ -23,7 +23,13 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 #: The errors a command reports as a user mistake (bad option, missing file, foreign model).
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
 
-CheckpointArg = Annotated[str, typer.Argument(help="Model folder, checkpoint or run folder.")]
+CheckpointArg = Annotated[
+    str,
+    typer.Argument(
+        help="Model folder, checkpoint or run folder of this library; a folder written by qtf "
+        "compress; a local Hugging Face folder; a .gguf file; or smollm2."
+    ),
+]
 DataOpt = Annotated[
     str, typer.Option("--data", help="Corpus: wikitext-2, wikitext-2-raw or synthetic.")
 ]
@@ -81,6 +87,22 @@ def model_overrides(pairs: list[str] | None, seq_len: int) -> dict[str, Any]:
 def split_names(csv: str) -> list[str]:
     """``"dense, tt,all"`` → ``["dense", "tt", "all"]``."""
     return [v.strip() for v in csv.split(",") if v.strip()]
+
+
+def is_causal_lm_spec(spec: str) -> bool:
+    """Whether ``spec`` names a model that :func:`~qtensorformer.compress.load_causal_lm`
+    reads and this library's own loader does not: ``smollm2``, a ``.gguf`` file, a Hugging
+    Face folder or a folder written by ``qtf compress``."""
+    from ..compress.models import detect_kind
+    from ..files import CheckpointError
+
+    p = Path(spec).expanduser()
+    if not p.exists():
+        return spec.lower() == "smollm2"
+    try:
+        return detect_kind(p) != "qtensorformer"
+    except CheckpointError:
+        return False  # the library's loader reports what is wrong
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

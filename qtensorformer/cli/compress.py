@@ -38,6 +38,13 @@ def summary_table(run: CompressRun) -> Table:
     )
     if run.before is not None and run.after is not None:
         t.add_row("perplexity", f"{run.before.ppl:.2f}", f"{run.after.ppl:.2f}")
+    if run.before is not None and run.healed is not None:
+        steps = run.heal.steps if run.heal is not None else 0
+        t.add_row(
+            f"perplexity after healing ({steps} steps)",
+            f"{run.before.ppl:.2f}",
+            f"{run.healed.ppl:.2f}",
+        )
     if run.tokens_per_second_before and run.tokens_per_second_after:
         t.add_row(
             "forward tokens/s",
@@ -76,6 +83,13 @@ def compress(
     resume: Annotated[
         bool, typer.Option(help="Go on from the last finished block of an interrupted run.")
     ] = False,
+    heal_steps: Annotated[
+        int,
+        typer.Option(
+            help="Fine-tune the compressed model this many steps on the calibration text."
+        ),
+    ] = 0,
+    heal_lr: Annotated[float, typer.Option(help="Learning rate of the healing fine-tune.")] = 5e-5,
 ) -> None:
     """Compress every linear of a trained LM's blocks; print and save what it cost."""
     from ..compress import compress_model
@@ -95,6 +109,8 @@ def compress(
             eval_windows=eval_windows,
             out=out,
             resume=resume,
+            heal_steps=heal_steps,
+            heal_options={"lr": heal_lr} if heal_steps else None,
         )
     console.print(summary_table(run))
     if run.before is not None:
@@ -104,5 +120,11 @@ def compress(
         f"peak memory {run.peak_rss_mib:,.0f} MiB (float32 model: "
         f"{run.model_bytes_float32 / 2**20:,.0f} MiB).[/]"
     )
+    if run.heal is not None:
+        console.print(
+            f"[dim]healing: {run.heal.steps} steps, {run.heal.tokens:,} tokens of the calibration "
+            f"text in {run.heal_seconds:.0f} s; held-out calibration perplexity "
+            f"{run.heal.valid_ppl_before:.2f} → {run.heal.valid_ppl_after:.2f}.[/]"
+        )
     if run.out is not None:
         console.print(f"Saved to {run.out}/ (load it with qtf eval / qtf generate).")

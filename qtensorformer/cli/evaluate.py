@@ -12,6 +12,7 @@ from ._common import (
     DataDirOpt,
     console,
     fail,
+    is_causal_lm_spec,
     resolve_checkpoint,
     run_info,
     tokenizer_dir,
@@ -48,13 +49,27 @@ def result_table(
 def eval_(
     checkpoint: CheckpointArg,
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
-    data: Annotated[str | None, typer.Option("--data", help="Corpus (default: the run's).")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="Corpus (default: the run's); a raw text file for pretrained LMs."
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     seq_len: int | None = None,
     batch_size: int = 32,
     device: str = "auto",
+    windows: Annotated[
+        int | None,
+        typer.Option(help="Pretrained/compressed LMs: score only the first N windows of raw text."),
+    ] = None,
 ) -> None:
-    """Perplexity of a saved model on a split (protocol printed with the number)."""
+    """Perplexity of a saved model on a split (protocol printed with the number). Pretrained
+    and compressed LMs are scored on raw text (--data: a text file; default raw WikiText-2)
+    in non-overlapping windows of --seq-len tokens (default 1024)."""
+    if is_causal_lm_spec(checkpoint):
+        _eval_causal_lm(checkpoint, split, data, data_dir, seq_len or 1024, windows)
+        return
     from ..data import load_tokenizer
     from ..model import QTensorFormer
     from ..train import PROTOCOL, evaluate, resolve_device
@@ -75,3 +90,32 @@ def eval_(
     )
     console.print(result_table(ckpt, prepared, split, res, model))
     console.print(f"[dim]{tok.describe()}; perplexity: {PROTOCOL.format(L=L)}.[/]")
+
+
+def _eval_causal_lm(
+    spec: str, split: str, data: str | None, data_dir: str | None, seq_len: int, windows: int | None
+) -> None:
+    """Raw-text perplexity of a pretrained or compressed LM, protocol printed beside it."""
+    from pathlib import Path
+
+    from ..compress import find_raw_text, load_causal_lm, raw_text_perplexity
+
+    if split not in SPLITS:
+        fail(f"split must be valid or test, got {split!r}")
+    with user_errors(ImportError):
+        loaded = load_causal_lm(spec)
+        if loaded.tokenizer is None:
+            fail(f"{loaded.source} has no tokenizer saved with it: perplexity needs one")
+        text = Path(data) if data is not None else find_raw_text(split, data_dir)
+        res = raw_text_perplexity(
+            loaded.model, loaded.tokenizer, text, seq_len=seq_len, windows=windows
+        )
+    n = sum(p.numel() for p in loaded.model.parameters())
+    t = Table(title=f"{loaded.description}: {split}" if data is None else loaded.description)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("perplexity", f"{res.ppl:.3f}")
+    t.add_row("tokens scored", f"{res.tokens_counted:,}")
+    t.add_row("parameters", f"{n:,}")
+    console.print(t)
+    console.print(f"[dim]perplexity: {res.protocol}.[/]")

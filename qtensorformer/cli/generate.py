@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from ._common import CheckpointArg, console, resolve_checkpoint, tokenizer_dir, user_errors
+from ._common import (
+    CheckpointArg,
+    console,
+    fail,
+    is_causal_lm_spec,
+    resolve_checkpoint,
+    tokenizer_dir,
+    user_errors,
+)
 
 
 def generate(
@@ -17,7 +26,11 @@ def generate(
     top_k: int | None = 40,
     seed: int = 0,
 ) -> None:
-    """Continue a prompt with a saved model."""
+    """Continue a prompt with a saved model (also a compressed folder, a Hugging Face folder,
+    a .gguf file or smollm2)."""
+    if is_causal_lm_spec(checkpoint):
+        _generate_causal_lm(checkpoint, prompt, max_new_tokens, temperature, top_k, seed)
+        return
     import torch
 
     from ..data import load_tokenizer
@@ -32,3 +45,24 @@ def generate(
     with user_errors():
         out = model.generate(torch.tensor([ids]), max_new_tokens, temperature, top_k, gen)
     console.print(f"[bold]{prompt}[/] {tok.decode(out[0, len(ids) :].tolist())}")
+
+
+def _generate_causal_lm(
+    spec: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None, seed: int
+) -> None:
+    from ..compress import continue_text, load_causal_lm
+
+    with user_errors(ImportError):
+        loaded = load_causal_lm(spec)
+        if loaded.tokenizer is None:
+            fail(f"{loaded.source} has no tokenizer saved with it: generation needs one")
+        text = continue_text(
+            loaded.model,
+            loaded.tokenizer,
+            prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+        )
+    console.print(f"[bold]{escape(prompt)}[/]{escape(text)}")

@@ -40,8 +40,10 @@ from .evaluate import (
     forward_logits,
     measure_tokens_per_second,
     raw_text_perplexity,
+    text_token_ids,
     tokenize_text,
 )
+from .heal import HealConfig, HealResult, TrainableLM, heal
 from .linalg import activation_error, weight_error, whitening
 from .methods import compress_matrix
 from .models import (
@@ -54,6 +56,7 @@ from .models import (
     smollm2_gguf_path,
 )
 from .pipeline import CompressRun, compress_model
+from .sampling import continue_text
 from .summary import CompressionReport, ModuleReport
 
 __all__ = [
@@ -67,6 +70,8 @@ __all__ = [
     "CalibrationConfig",
     "CompressRun",
     "CompressionReport",
+    "HealConfig",
+    "HealResult",
     "InputStats",
     "LoadedModel",
     "MethodConfig",
@@ -76,6 +81,7 @@ __all__ = [
     "SVDLLMConfig",
     "TTAwareConfig",
     "TTConfig",
+    "TrainableLM",
     "activation_error",
     "allocate_spectrum",
     "calibration_ids",
@@ -83,10 +89,12 @@ __all__ = [
     "compress_",
     "compress_matrix",
     "compress_model",
+    "continue_text",
     "dense_rank",
     "find_blocks",
     "find_raw_text",
     "forward_logits",
+    "heal",
     "is_compressed_folder",
     "is_compressible",
     "layer_spec",
@@ -101,6 +109,7 @@ __all__ = [
     "save_compressed",
     "select_linears",
     "smollm2_gguf_path",
+    "text_token_ids",
     "tokenize_text",
     "uniform_rank",
     "weight_error",

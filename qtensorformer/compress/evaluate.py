@@ -51,8 +51,10 @@ __all__ = [
     "calibration_ids",
     "find_raw_text",
     "forward_logits",
+    "max_positions",
     "measure_tokens_per_second",
     "raw_text_perplexity",
+    "text_token_ids",
     "tokenize_text",
 ]
 
@@ -156,7 +158,7 @@ def forward_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _max_positions(model: nn.Module) -> int | None:
+def max_positions(model: nn.Module) -> int | None:
     """The longest sequence the model accepts, when its config says."""
     cfg = getattr(model, "config", None)
     for name in ("max_seq_len", "max_position_embeddings", "n_positions"):
@@ -167,7 +169,7 @@ def _max_positions(model: nn.Module) -> int | None:
 
 
 def _check_seq_len(model: nn.Module, seq_len: int) -> None:
-    limit = _max_positions(model)
+    limit = max_positions(model)
     if limit is not None and seq_len > limit:
         raise ValueError(
             f"seq_len {seq_len} exceeds the model's {limit} positions; pass seq_len <= {limit}"
@@ -368,6 +370,28 @@ def find_raw_text(split: str = "valid", data_dir: str | os.PathLike | None = Non
     )
 
 
+def text_token_ids(
+    tokenizer: Any,
+    text_or_path: str | os.PathLike | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+) -> tuple[torch.Tensor, str]:
+    """Every token id (int64, 1-D) of a text or text file, tokenised as in
+    :func:`raw_text_perplexity` (default: the raw WikiText-2 valid split), and where it came
+    from.
+
+    Example:
+        >>> from qtensorformer.data import WordVocab
+        >>> tok = WordVocab.build(["a b c"])
+        >>> text_token_ids(tok, "a b c\\n" * 2)[0].numel()
+        8
+    """
+    source = find_raw_text("valid", data_dir) if text_or_path is None else text_or_path
+    text, where = _read_text(source)
+    ids, _ = tokenize_text(tokenizer, text)
+    return ids, where
+
+
 def calibration_ids(
     tokenizer: Any,
     text_or_path: str | os.PathLike | None = None,
@@ -389,9 +413,7 @@ def calibration_ids(
     """
     if n_samples < 1 or seq_len < 1:
         raise ValueError(f"n_samples and seq_len must be >= 1, got {n_samples} and {seq_len}")
-    source = find_raw_text("valid", data_dir) if text_or_path is None else text_or_path
-    text, where = _read_text(source)
-    ids, _ = tokenize_text(tokenizer, text)
+    ids, where = text_token_ids(tokenizer, text_or_path, data_dir=data_dir)
     need = n_samples * seq_len
     if len(ids) < need:
         raise ValueError(

@@ -22,14 +22,16 @@ Example:
 from __future__ import annotations
 
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data.tokenizers import Tokenizer
-from ..files import TOKENIZER_DIR, write_json
+from ..files import TOKENIZER_DIR, RunDir, write_json
 from .api import compress_
 from .checkpoint import save_compressed
 from .config import CalibrationConfig, method_config
@@ -39,7 +41,9 @@ from .evaluate import (
     find_raw_text,
     measure_tokens_per_second,
     raw_text_perplexity,
+    text_token_ids,
 )
+from .heal import HealConfig, HealResult, heal
 from .models import load_causal_lm
 from .summary import CompressionReport
 
@@ -57,7 +61,9 @@ class CompressRun:
     """What :func:`compress_model` did: the model's source and kind, the method config, the
     compression report, perplexity and forward tokens/s before and after (on the same text
     and protocol; None when not measured), the compression's wall time (calibration
-    included) and the process's peak memory, and the output folder (None when not saved)."""
+    included) and the process's peak memory, and the output folder (None when not saved).
+    With healing: ``heal`` (what the fine-tune did) and ``healed`` (perplexity after it;
+    ``after`` stays the perplexity straight after compression)."""
 
     source: str
     kind: str
@@ -73,12 +79,19 @@ class CompressRun:
     peak_rss_mib: float = 0.0
     model_bytes_float32: int = 0
     out: Path | None = None
+    heal: HealResult | None = None
+    healed: PerplexityResult | None = None
+    heal_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["report"] = self.report.to_dict()
         d["out"] = str(self.out) if self.out is not None else None
+        if self.heal is not None:
+            d["heal"]["run_dir"] = str(self.heal.run_dir)
+            d["heal"]["valid_ppl_before"] = self.heal.valid_ppl_before
+            d["heal"]["valid_ppl_after"] = self.heal.valid_ppl_after
         return d
 
 
@@ -89,6 +102,24 @@ def _save_tokenizer(tokenizer: Any, folder: Path) -> None:
         tokenizer.save(folder / TOKENIZER_DIR)
     else:
         tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+
+
+def _heal(
+    model: Any,
+    tok: Any,
+    source: Path,
+    config: HealConfig,
+    report: CompressionReport,
+    out: str | Path | None,
+    resume: bool,
+) -> HealResult:
+    """Fine-tune on every token of ``source``; checkpoints in ``out/heal`` (else a temporary
+    folder, removed afterwards)."""
+    ids, _ = text_token_ids(tok, source)
+    if out is not None:
+        return heal(model, ids, config, Path(out) / "heal", report=report, resume=resume)
+    with tempfile.TemporaryDirectory() as tmp:
+        return heal(model, ids, config, tmp, report=report)
 
 
 def compress_model(
@@ -107,6 +138,8 @@ def compress_model(
     measure_speed: bool = True,
     out: str | Path | None = None,
     resume: bool = False,
+    heal_steps: int = 0,
+    heal_options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> CompressRun:
     """Load ``spec`` (see :func:`load_causal_lm`), compress every linear of its blocks with
@@ -119,15 +152,24 @@ def compress_model(
     test split; ``eval_windows=0`` skips it). ``measure_speed``: forward tokens/s before and
     after, in this process.
     ``resume`` keeps per-block progress in ``out`` so that an interrupted run goes on from
-    its last finished block.
+    its last finished block (and an interrupted healing from its last checkpoint).
+    ``heal_steps`` > 0: fine-tune the compressed model for that many steps on the whole
+    calibration text (:func:`~qtensorformer.compress.heal.heal`; ``heal_options``: other
+    :class:`~qtensorformer.compress.heal.HealConfig` fields, windows of at most ``seq_len``
+    tokens; checkpoints in ``out/heal``)
+    and score it again.
     """
     loaded = load_causal_lm(spec)
     model, tok = loaded.model, loaded.tokenizer
     config = method_config(method, ratio=ratio, allocation=allocation, **(method_options or {}))
-    if config.aware and tok is None:
-        raise ValueError(
-            f"{method} needs calibration text, but {loaded.source} has no tokenizer saved with it"
-        )
+    heal_config = None
+    if heal_steps:
+        heal_fields = {"seq_len": min(HealConfig.seq_len, seq_len), **(heal_options or {})}
+        heal_config = HealConfig(steps=heal_steps, progress=progress, **heal_fields)
+    needs_text = config.aware or heal_config is not None
+    if needs_text and tok is None:
+        why = f"{method} needs calibration text" if config.aware else "healing needs text"
+        raise ValueError(f"{why}, but {loaded.source} has no tokenizer saved with it")
     f32_bytes = sum(p.numel() for p in model.parameters()) * 4
     run_eval = bool(eval_windows) and tok is not None
     text = (
@@ -136,9 +178,11 @@ def compress_model(
     eval_kw = {"seq_len": seq_len, "windows": eval_windows, "progress": progress}
     before = raw_text_perplexity(model, tok, text, **eval_kw) if run_eval and eval_before else None
     tps_before = measure_tokens_per_second(model, seq_len=seq_len) if measure_speed else None
+    source = None
+    if needs_text:
+        source = Path(calib_data) if calib_data is not None else find_raw_text("valid")
     calib, calib_desc = None, "none (data-free method)"
     if config.aware:
-        source = Path(calib_data) if calib_data is not None else find_raw_text("valid")
         calib = calibration_ids(tok, source, n_samples=calib_samples, seq_len=seq_len)
         calib_desc = f"{calib_samples} × {seq_len} tokens of {source}"
     t0 = time.perf_counter()
@@ -152,6 +196,12 @@ def compress_model(
     seconds = time.perf_counter() - t0
     model.eval()
     after = raw_text_perplexity(model, tok, text, **eval_kw) if run_eval else None
+    healed, healing, heal_seconds = None, None, 0.0
+    if heal_config is not None:
+        t1 = time.perf_counter()
+        healing = _heal(model, tok, source, heal_config, report, out, resume)
+        heal_seconds = time.perf_counter() - t1
+        healed = raw_text_perplexity(model, tok, text, **eval_kw) if run_eval else None
     tps_after = measure_tokens_per_second(model, seq_len=seq_len) if measure_speed else None
     run = CompressRun(
         str(spec),
@@ -167,10 +217,23 @@ def compress_model(
         seconds,
         _peak_rss_mib(),
         f32_bytes,
+        heal=healing,
+        healed=healed,
+        heal_seconds=heal_seconds,
     )
     if out is not None:
         run.out = Path(out)
         save_compressed(model, report, run.out)
         _save_tokenizer(tok, run.out)
         write_json(run.out / "compress_run.json", run.to_dict())
+        if run.heal is not None:
+            _drop_heal_weights(run.heal.run_dir)
     return run
+
+
+def _drop_heal_weights(heal_dir: Path) -> None:
+    """Once the healed model is saved, its training checkpoints and ``best/`` copy are
+    redundant (several times the model's size); the logs stay."""
+    run = RunDir(heal_dir)
+    for folder in (run.checkpoints, run.best):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,141 @@
+"""Healing a compressed model by the trainer: it lowers the held-out loss, resumes exactly
+after an interruption, stores tied weights once, and refuses bad settings clearly."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from qtensorformer.compress import (
+    HealConfig,
+    SVDConfig,
+    TrainableLM,
+    compress_,
+    heal,
+    load_compressed_model,
+)
+from qtensorformer.files import read_json
+from qtensorformer.io import load_state, save_model
+from qtensorformer.train import Trainer
+
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+import tiny_hf  # noqa: E402
+
+VOCAB = 60
+
+
+def _stream(n: int) -> torch.Tensor:
+    """A learnable token stream: a random 23-token phrase repeated, with fresh noise tokens."""
+    phrase = torch.randint(0, VOCAB, (23,))
+    ids = phrase.repeat(n // 23 + 1)[:n].clone()
+    noise = torch.rand(n) < 0.05
+    ids[noise] = torch.randint(0, VOCAB, (int(noise.sum()),))
+    return ids
+
+
+def _compressed(tied: bool = True):
+    torch.manual_seed(0)
+    model = tiny_hf.llama(VOCAB, tie_word_embeddings=tied)
+    report = compress_(model, SVDConfig(ratio=0.5))
+    return model, report
+
+
+def _cfg(**kw) -> HealConfig:
+    return HealConfig(
+        **{"steps": 8, "seq_len": 16, "batch_size": 2, "lr": 3e-3, **kw}, progress=False
+    )
+
+
+def test_tied_weights_are_stored_once_and_load_back_tied(tmp_path):
+    model, _ = _compressed(tied=True)
+    wrapped = TrainableLM(model)
+    save_model(wrapped, tmp_path)
+    state = load_state(tmp_path / "model.safetensors")
+    emb, head = state["lm.model.embed_tokens.weight"], state["lm.lm_head.weight"]
+    assert emb.data_ptr() == head.data_ptr()
+    other = TrainableLM(copy.deepcopy(model))
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn_like(p))
+    other.load_state_dict(state)  # strict: every key present
+    ids = torch.randint(0, VOCAB, (2, 12))
+    torch.testing.assert_close(other(ids).logits, wrapped(ids).logits, rtol=0, atol=0)
+
+
+def test_trainable_lm_loss_is_next_token_cross_entropy():
+    model, _ = _compressed()
+    ids = torch.randint(0, VOCAB, (2, 10))
+    out = TrainableLM(model)(ids, labels=ids)
+    logits = model(input_ids=ids).logits
+    ref = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].flatten())
+    torch.testing.assert_close(out.loss, ref)
+    assert torch.equal(out.stats.lm_loss, out.loss.detach()) and out.stats.total_flops > 0
+
+
+def test_heal_lowers_the_held_out_loss_and_keeps_the_compressed_layers(tmp_path):
+    model, report = _compressed()
+    types_before = {n: type(m).__name__ for n, m in model.named_modules()}
+    res = heal(model, _stream(3000), _cfg(steps=12), tmp_path, report=report)
+    assert res.status == "completed" and res.steps == 12
+    assert res.valid_loss_after < res.valid_loss_before - 0.1
+    assert {n: type(m).__name__ for n, m in model.named_modules()} == types_before
+    assert read_json(tmp_path / "heal.json")["valid_loss_before"] == pytest.approx(
+        res.valid_loss_before
+    )
+    # the trainer's best/ copy is a compressed-model folder that loads back
+    back = load_compressed_model(tmp_path / "best").model
+    ids = torch.randint(0, VOCAB, (1, 9))
+    torch.testing.assert_close(back(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_interrupted_heal_resumes_exactly(tmp_path, monkeypatch):
+    model0, report = _compressed()
+    ids = _stream(3000)
+    straight = copy.deepcopy(model0)
+    ref = heal(straight, ids, _cfg(), tmp_path / "a", report=report)
+
+    step = Trainer._train_step
+    calls = {"n": 0}
+
+    def dies_at_step_6(self, run, batch):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return step(self, run, batch)
+
+    monkeypatch.setattr(Trainer, "_train_step", dies_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        heal(copy.deepcopy(model0), ids, _cfg(), tmp_path / "b", report=report)
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    resumed = copy.deepcopy(model0)
+    res = heal(resumed, ids, _cfg(), tmp_path / "b", report=report, resume=True)
+    assert res.steps == ref.steps == 8
+    assert res.valid_loss_before == ref.valid_loss_before
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"steps": 0}, "steps must be an int >= 1"),
+        ({"lr": -1.0}, "lr must be a finite number > 0"),
+        ({"valid_fraction": 1.0}, r"valid_fraction must lie in \(0, 1\)"),
+        ({"seq_len": 1}, "seq_len must be an int >= 2"),
+    ],
+)
+def test_bad_heal_config_is_refused(fields, match):
+    with pytest.raises(ValueError, match=match):
+        HealConfig(**fields)
+
+
+def test_too_little_text_names_the_fix(tmp_path):
+    model, report = _compressed()
+    with pytest.raises(ValueError, match=r"healing needs at least .* give more calibration text"):
+        heal(model, torch.randint(0, VOCAB, (40,)), _cfg(), tmp_path, report=report)
