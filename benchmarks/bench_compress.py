@@ -30,7 +30,8 @@ def _one(args: argparse.Namespace) -> dict:
         measure_tokens_per_second,
         raw_text_perplexity,
     )
-    from qtensorformer.compress.pipeline import _peak_rss_mib, compress_model
+    from qtensorformer.compress.memory import peak_rss_mib
+    from qtensorformer.compress.pipeline import compress_model
 
     text = find_raw_text("test")
     if args.method == "none":
@@ -46,7 +47,7 @@ def _one(args: argparse.Namespace) -> dict:
             "protocol": res.protocol,
             "tokens_per_s": tps,
             "params": n,
-            "peak_rss_mib": _peak_rss_mib(),
+            "peak_rss_mib": peak_rss_mib(),
         }
     options = {"topology": args.topology} if args.topology else None
     t0 = time.perf_counter()
@@ -60,6 +61,7 @@ def _one(args: argparse.Namespace) -> dict:
         seq_len=args.seq_len,
         eval_windows=args.windows,
         eval_before=False,
+        heal_steps=args.heal_steps,
         progress=False,
     )
     seconds = time.perf_counter() - t0
@@ -78,10 +80,14 @@ def _row(run) -> dict:
         "model_ratio": rep.model_ratio,
         "params": rep.model_params_after,
         "ppl": run.after.ppl,
+        "healed_ppl": run.healed.ppl if run.healed is not None else None,
+        "heal_s": run.heal_seconds,
         "protocol": run.after.protocol,
         "speed_vs_original": run.tokens_per_second_after / run.tokens_per_second_before,
         "compress_s": run.compress_seconds,
         "peak_rss_mib": run.peak_rss_mib,
+        "rss_before_compress_mib": run.rss_before_compress_mib,
+        "compress_peak_rss_mib": run.compress_peak_rss_mib,
         "model_mib": run.model_bytes_float32 / 2**20,
     }
 
@@ -96,6 +102,10 @@ def main() -> None:
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--windows", type=int, default=16)
+    p.add_argument("--heal-steps", type=int, default=0, help="healing steps after compression")
+    p.add_argument("--log", default=None, help="append each row as JSON to this file")
+    p.add_argument("--no-baseline", action="store_true", help="skip the uncompressed row")
+    p.add_argument("--section", default="bench_compress", help="docs/RESULTS.md section")
     p.add_argument("--write", action="store_true")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--method", default="none", help=argparse.SUPPRESS)
@@ -105,7 +115,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(_one(args)))
         return
-    rows = [_child(args, "none", 0.0, "uniform")]
+    rows = [{} if args.no_baseline else _child(args, "none", 0.0, "uniform")]
     for method in args.methods.split(","):
         for ratio in (float(r) for r in args.ratios.split(",")):
             for allocation in args.allocations.split(","):
@@ -113,7 +123,7 @@ def main() -> None:
     body = _table(args, rows)
     print(body)
     if args.write:
-        write_section("bench_compress", body)
+        write_section(args.section, body)
 
 
 def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str) -> dict:
@@ -121,6 +131,7 @@ def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str)
     cmd = [sys.executable, __file__, "--one", "--model", args.model, "--method", method]
     cmd += ["--ratio", str(ratio), "--allocation", allocation, "--seq-len", str(args.seq_len)]
     cmd += ["--windows", str(args.windows), "--calib-samples", str(args.calib_samples)]
+    cmd += ["--heal-steps", str(args.heal_steps)]
     if args.topology:
         cmd += ["--topology", args.topology]
     print(f"running {method} {ratio} {allocation}", file=sys.stderr, flush=True)
@@ -130,6 +141,9 @@ def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str)
         return {"method": method, "ratio": ratio, "allocation": allocation, "error": tail[0]}
     row = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"  {row}", file=sys.stderr, flush=True)
+    if args.log:
+        with open(args.log, "a") as f:
+            f.write(json.dumps({**row, "heal_steps": args.heal_steps}) + "\n")
     return row
 
 
@@ -139,39 +153,55 @@ def _fmt(v, spec: str) -> str:
 
 def _table(args: argparse.Namespace, rows: list[dict]) -> str:
     base = rows[0]
+    heal = (
+        f" Healing: {args.heal_steps} steps of 4 × 256 tokens of the calibration text (AdamW, "
+        "lr 5e-5, every parameter)."
+        if args.heal_steps
+        else ""
+    )
     cmd = " ".join(["benchmarks/bench_compress.py", *sys.argv[1:]])
     lines = [
-        "### Post-training compression of SmolLM2-135M: every method at equal parameter count",
+        f"### Post-training compression of {args.model}: every method at equal parameter count",
         "",
         f"Command: `python {cmd}`  ",
         f"Machine: {machine()}  ",
-        f"Model: {args.model} ({base.get('params', 0):,} parameters, float32). Perplexity: "
-        f"{base.get('protocol', '?')}. Calibration: {args.calib_samples} × {args.seq_len} tokens "
+        f"Model: {args.model}"
+        + (f" ({base['params']:,} parameters, float32)" if base else "")
+        + f". Perplexity: {base.get('protocol') or rows[-1].get('protocol', '?')}. "
+        f"Calibration: {args.calib_samples} × {args.seq_len} tokens "
         "of raw WikiText-2 valid (the raw train split is not in the data folder). Every "
         "nn.Linear of the decoder blocks is compressed; `removed` is the fraction of their "
         "weight parameters removed (and of the whole model's). Each row runs in its own "
-        "process: compression time includes calibration; peak memory is the process's "
-        "(model load included); speed is forward tokens/s after / before in that process.",
+        "process: compression time includes calibration; memory is the process's resident "
+        "memory before compressing (after the model load) and its peak "
+        "during the compression; process peak covers the whole run (load, evaluation and "
+        "healing included); speed is forward tokens/s after / before in that process." + heal,
         "",
-        f"Uncompressed: perplexity {base.get('ppl', float('nan')):.2f}, "
-        f"{base.get('tokens_per_s', 0):.0f} tokens/s, peak memory "
-        f"{base.get('peak_rss_mib', 0):,.0f} MiB.",
+        (
+            f"Uncompressed: perplexity {base['ppl']:.2f}, {base['tokens_per_s']:.0f} tokens/s, "
+            f"peak memory {base['peak_rss_mib']:,.0f} MiB."
+            if base
+            else "Uncompressed: not run here (--no-baseline); the same protocol as above."
+        ),
         "",
-        "| method | allocation | topology | removed (linears / model) | perplexity | speed vs "
-        "original | compression s | peak MiB (float32 model) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| method | allocation | topology | removed (linears / model) | perplexity | after "
+        "healing | speed vs original | compression s | MiB: before → peak during compression | "
+        "process peak MiB (float32 model) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows[1:]:
         if "error" in r:
             lines.append(
                 f"| {r['method']} | {r['allocation']} | — | {r['ratio']:.0%} | failed: "
-                f"{r['error']} | | | |"
+                f"{r['error']} | | | | | |"
             )
             continue
         lines.append(
             f"| {r['method']} | {r['allocation']} | {r['topology']} | "
             f"{r['selected_ratio']:.1%} / {r['model_ratio']:.1%} | {_fmt(r['ppl'], ',.2f')} | "
-            f"{_fmt(r['speed_vs_original'], '.2f')} | {r['compress_s']:.0f} | "
+            f"{_fmt(r.get('healed_ppl'), ',.2f')} | {_fmt(r['speed_vs_original'], '.2f')} | "
+            f"{r['compress_s']:.0f} | {r['rss_before_compress_mib']:,.0f} → "
+            f"{_fmt(r['compress_peak_rss_mib'], ',.0f')} | "
             f"{r['peak_rss_mib']:,.0f} ({r['model_mib']:,.0f}) |"
         )
     return "\n".join(lines)

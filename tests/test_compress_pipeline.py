@@ -165,3 +165,15 @@ def test_cli_eval_and_generate_read_hf_and_compressed_folders(llama_folder, text
     assert greedy[0].output == greedy[1].output  # greedy ignores the seed
     bad = CliRunner().invoke(app, ["eval", str(out), "--split", "train"])
     assert bad.exit_code == 2 and "split must be valid or test" in bad.output
+
+
+def test_peak_memory_resets_so_a_step_is_measured_alone():
+    from qtensorformer.compress.memory import current_rss_mib, peak_rss_mib, reset_peak_rss
+
+    big = torch.ones(64 << 20)  # 256 MiB, touched
+    big_peak = peak_rss_mib()
+    del big
+    if not reset_peak_rss():
+        pytest.skip("this system cannot reset the peak resident memory")
+    assert peak_rss_mib() < big_peak - 128
+    assert peak_rss_mib() >= current_rss_mib() - 1

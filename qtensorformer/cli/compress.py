@@ -115,10 +115,15 @@ def compress(
     console.print(summary_table(run))
     if run.before is not None:
         console.print(f"[dim]perplexity: {run.before.protocol}.[/]")
+    mem = f"peak memory {run.peak_rss_mib:,.0f} MiB"
+    if run.compress_peak_rss_mib is not None:
+        mem = (
+            f"memory {run.rss_before_compress_mib:,.0f} MiB before compressing, peak "
+            f"{run.compress_peak_rss_mib:,.0f} MiB during it"
+        )
     console.print(
         f"[dim]calibration: {run.calibration}; compression took {run.compress_seconds:.0f} s, "
-        f"peak memory {run.peak_rss_mib:,.0f} MiB (float32 model: "
-        f"{run.model_bytes_float32 / 2**20:,.0f} MiB).[/]"
+        f"{mem} (float32 model: {run.model_bytes_float32 / 2**20:,.0f} MiB).[/]"
     )
     if run.heal is not None:
         console.print(

@@ -7,10 +7,11 @@ d model width, m a linear's in_features, T tokens (b·L).
 The model runs once up to its first block, whose inputs (positional arguments and keyword
 arguments such as ``attention_mask`` / ``position_embeddings``) a forward pre-hook stores
 before it stops the forward. Each block then runs on the stored inputs with pre-hooks on
-its selected linears that accumulate, per distinct input tensor, the Gram matrix XᵀX
-(float64), Σ|x| and the token count — q/k/v (and gate/up) read the same tensor, so they
-share one set of statistics. After its linears are compressed the block runs again to give
-the next block's inputs. Peak memory: the model plus one block's activations and Grams.
+its selected linears that accumulate, per distinct input tensor, the Gram matrix XᵀX (each
+batch's product in the input's precision, summed in float64), Σ|x| and the token count —
+q/k/v (and gate/up) read the same tensor, so they share one set of statistics. After its
+linears are compressed the block runs again to give the next block's inputs. Peak memory:
+the model plus one block's activations and Grams.
 
 Example:
     >>> from torch import nn
@@ -228,9 +229,16 @@ class InputStats:
         return self.abs_sum / max(self.tokens, 1)
 
     def add(self, x: torch.Tensor) -> None:
-        x2 = x.reshape(-1, x.shape[-1]).to(self.gram.dtype)  # (T, m)
-        self.gram.addmm_(x2.T, x2)
-        self.abs_sum.add_(x2.abs().sum(0))
+        """Add one batch of inputs ``x`` (..., m): its product XᵀX is computed in the
+        precision of ``x`` (one GEMM per batch, as SVD-LLM profiles) and summed into the
+        ``gram`` dtype (float64 by default), so rounding does not grow with the token count;
+        a float64 product takes about twice as long (docs/RESULTS.md, compression section)."""
+        x2 = x.reshape(-1, x.shape[-1])  # (T, m)
+        if x2.dtype == self.gram.dtype:
+            self.gram.addmm_(x2.T, x2)
+        else:
+            self.gram.add_((x2.T @ x2).to(self.gram.dtype))
+        self.abs_sum.add_(x2.abs().sum(0, dtype=self.abs_sum.dtype))
         self.tokens += x2.shape[0]
 
 

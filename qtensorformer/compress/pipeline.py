@@ -21,9 +21,7 @@ Example:
 
 from __future__ import annotations
 
-import resource
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,16 +42,11 @@ from .evaluate import (
     text_token_ids,
 )
 from .heal import HealConfig, HealResult, heal
+from .memory import current_rss_mib, peak_rss_mib, reset_peak_rss
 from .models import load_causal_lm
 from .summary import CompressionReport
 
 __all__ = ["CompressRun", "compress_model"]
-
-
-def _peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (MiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
 @dataclass
@@ -61,7 +54,10 @@ class CompressRun:
     """What :func:`compress_model` did: the model's source and kind, the method config, the
     compression report, perplexity and forward tokens/s before and after (on the same text
     and protocol; None when not measured), the compression's wall time (calibration
-    included) and the process's peak memory, and the output folder (None when not saved).
+    included), memory (MiB: the process's resident memory before compressing, after the
+    load and the first evaluation; the peak during the compression, None where the system
+    cannot reset the peak; the process's peak over the whole run), and the output folder
+    (None when not saved).
     With healing: ``heal`` (what the fine-tune did) and ``healed`` (perplexity after it;
     ``after`` stays the perplexity straight after compression)."""
 
@@ -82,6 +78,8 @@ class CompressRun:
     heal: HealResult | None = None
     healed: PerplexityResult | None = None
     heal_seconds: float = 0.0
+    rss_before_compress_mib: float = 0.0
+    compress_peak_rss_mib: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +183,9 @@ def compress_model(
     if config.aware:
         calib = calibration_ids(tok, source, n_samples=calib_samples, seq_len=seq_len)
         calib_desc = f"{calib_samples} × {seq_len} tokens of {source}"
+    rss_before = current_rss_mib()
+    process_peak = peak_rss_mib()
+    can_reset = reset_peak_rss()
     t0 = time.perf_counter()
     report = compress_(
         model,
@@ -194,6 +195,7 @@ def compress_model(
         resume_dir=Path(out) / "resume" if (resume and out is not None) else None,
     )
     seconds = time.perf_counter() - t0
+    compress_peak = peak_rss_mib() if can_reset else None
     model.eval()
     after = raw_text_perplexity(model, tok, text, **eval_kw) if run_eval else None
     healed, healing, heal_seconds = None, None, 0.0
@@ -215,11 +217,13 @@ def compress_model(
         tps_before,
         tps_after,
         seconds,
-        _peak_rss_mib(),
+        max(process_peak, peak_rss_mib()),
         f32_bytes,
         heal=healing,
         healed=healed,
         heal_seconds=heal_seconds,
+        rss_before_compress_mib=rss_before,
+        compress_peak_rss_mib=compress_peak,
     )
     if out is not None:
         run.out = Path(out)
