@@ -99,6 +99,23 @@ def test_info_prints_versions_and_threads():
     assert rows["pennylane"][0].isdigit() or rows["pennylane"].startswith("not installed")
 
 
+def test_install_hints_keep_their_brackets(monkeypatch):
+    """Rich reads ``[pennylane]`` as markup; printed hints must keep it."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pennylane(name, *a, **kw):
+        if name == "pennylane":
+            raise ImportError("no pennylane here")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_pennylane)
+    r = runner.invoke(app, ["info"])
+    assert r.exit_code == 0, r.output
+    assert "pip install 'qtensorformer[pennylane]'" in r.output
+
+
 def test_params_prints_every_preset_checked_against_the_formula():
     r = runner.invoke(app, ["params", "--per-component"])
     assert r.exit_code == 0, r.output
@@ -138,7 +155,7 @@ def test_train_errors_are_clear(tmp_path):
     r = runner.invoke(
         app, ["train", "--data", "synthetic", "--set", "n_layer=3", "--out", str(tmp_path / "y")]
     )
-    assert r.exit_code == 2 and "not a ModelConfig field" in r.output
+    assert r.exit_code == 2 and "not a ModelConfig field; did you mean n_layers" in r.output
 
 
 def test_train_resume_continues_a_longer_schedule(trained, tmp_path):
@@ -165,8 +182,10 @@ def test_eval_matches_the_runs_validation_perplexity(trained):
 
 
 def test_eval_refuses_a_folder_without_a_model(tmp_path):
-    r = runner.invoke(app, ["eval", str(tmp_path / "nothing")])
+    r = runner.invoke(app, ["eval", str(tmp_path)])
     assert r.exit_code == 2 and "neither a model folder" in r.output
+    r = runner.invoke(app, ["eval", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "no such file or folder" in r.output
 
 
 def test_generate_continues_the_prompt(trained):

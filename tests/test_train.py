@@ -402,3 +402,19 @@ def test_run_folder_layout(tmp_path, data):
     assert run.read_summary()["steps"] == 4
     assert latest_checkpoint(tmp_path) == run.checkpoint(4)
     assert [r["event"] for r in run.read_metrics()][-1] == "end"
+
+
+def test_train_records_count_tokens_so_far_and_average_the_window(tmp_path, data):
+    """``tokens`` is the running total (the batch's count is ``batch_tokens``), and
+    ``lm_loss`` is the window's mean, the one its ``ppl`` is computed from."""
+    vocab, ids = data
+    cfg = _cfg(max_steps=6, log_every=3, eval_every=6)
+    Trainer(_model(vocab), ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
+    recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in recs if r["event"] == "train"]
+    assert [r["step"] for r in train] == [3, 6]
+    assert [r["tokens"] for r in train] == [3 * cfg.tokens_per_step, 6 * cfg.tokens_per_step]
+    assert all(r["batch_tokens"] == cfg.batch_size * cfg.seq_len for r in train)
+    for r in train:
+        assert r["ppl"] == pytest.approx(math.exp(r["lm_loss"]))
+        assert "step_lm_loss" in r

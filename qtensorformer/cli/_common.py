@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 # Wide tables even when the output is a pipe or a file (rich defaults to 80 columns there).
 console = Console(width=None if sys.stdout.isatty() else 120)
 
-#: The errors a command reports as a user mistake (bad option, missing file, foreign model).
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
+#: The errors a command reports as a user mistake (bad option, missing file, foreign model,
+#: a missing optional dependency: the library's ImportErrors carry the install command).
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, ImportError)
 
 CheckpointArg = Annotated[
     str,
@@ -111,6 +112,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     from ..io import WEIGHTS_NAME
 
     p = Path(path)
+    if not p.exists():
+        fail(f"no such file or folder: {p}")
     if (p / WEIGHTS_NAME).is_file():
         return p
     model_dir = RunDir(p).model_dir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ._common import CheckpointArg, console, resolve_checkpoint, user_errors
 
@@ -42,4 +43,4 @@ def export_cmd(
         res = export_onnx(model, onnx, verify=verify, atol=atol)
     params = sum(p.numel() for p in model.parameters())
     for line in export_summary(res, params, atol):
-        console.print(line)
+        console.print(escape(line))

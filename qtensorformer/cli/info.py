@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from .._version import __version__
@@ -28,5 +29,5 @@ def info() -> None:
     t.add_row("torch", torch.__version__)
     t.add_row("torch threads", str(torch.get_num_threads()))
     t.add_row("CUDA", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
-    t.add_row("pennylane", pennylane_version())
+    t.add_row("pennylane", escape(pennylane_version()))  # keep the [extra]'s brackets
     console.print(t)

@@ -5,6 +5,7 @@ and comparing variants under one token budget (what ``qtf train``/``compare``/``
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import time
 from dataclasses import dataclass
@@ -219,7 +220,9 @@ def overrides_from_pairs(pairs: list[str]) -> dict[str, Any]:
         if not sep:
             raise ValueError(f"--set expects KEY=VALUE, got {p!r}")
         if key not in names:
-            raise ValueError(f"--set: {key!r} is not a ModelConfig field")
+            close = difflib.get_close_matches(key, sorted(names), n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ValueError(f"--set: {key!r} is not a ModelConfig field{hint}")
         try:
             out[key] = json.loads(val)
         except json.JSONDecodeError:

@@ -72,6 +72,11 @@ def resolve_device(spec: str) -> torch.device:
     return dev
 
 
+#: Forward statistics of the last step logged under names that do not shadow the window's
+#: running totals and means (``tokens``: tokens trained so far; ``lm_loss``: window mean).
+_LAST_STEP_KEYS = {"tokens": "batch_tokens", "lm_loss": "step_lm_loss"}
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Multiplier of the base learning rate after ``step`` optimiser steps: linear warm-up over
     ``warmup`` steps, then cosine decay to ``min_ratio`` at ``total``."""
@@ -573,12 +578,15 @@ class Trainer:
         run.progress.update(run.task, completed=step)
 
     def _log_window(self, run: FitRun, out: StepResult) -> None:
-        """One ``train`` record: the window's mean LM loss and throughput, the last step's loss,
-        learning rate, gradient norm and forward statistics; shown on the progress bar."""
+        """One ``train`` record: tokens trained so far, the window's mean LM loss and
+        throughput, the last step's loss, learning rate, gradient norm and forward statistics
+        (its token count as ``batch_tokens``); shown on the progress bar."""
         w = run.window
+        last = {k: v for k, v in out.stats.summary().items() if v is not None}
         rec = {
             "event": "train",
             "step": run.state.step,
+            **{_LAST_STEP_KEYS.get(k, k): v for k, v in last.items()},
             "tokens": run.state.tokens,
             "lm_loss": w.mean_lm_loss(),
             "ppl": math.exp(min(w.mean_lm_loss(), 700)),
@@ -586,7 +594,6 @@ class Trainer:
             "lr": run.scheduler.get_last_lr()[0],
             "grad_norm": out.grad_norm,
             "tokens_per_s": w.tokens_per_second(),
-            **{k: v for k, v in out.stats.summary().items() if v is not None},
         }
         self._log(rec)
         run.progress.update(
