@@ -274,3 +274,15 @@ def test_entry_points_run_the_cli():
 
     (script,) = entry_points(group="console_scripts", name="qtf")
     assert script.load() is main and module_main.main is main
+
+
+def test_every_option_and_argument_has_help_text():
+    from typer.main import get_command
+
+    missing = [
+        f"{name} {p.name}"
+        for name, sub in get_command(app).commands.items()
+        for p in sub.params
+        if not getattr(p, "help", None)
+    ]
+    assert missing == []

@@ -45,6 +45,15 @@ TokOpt = Annotated[
     str,
     typer.Option(help="Tokenizer: word (full vocabulary), word:K (top K), bpe:N, hf:PATH."),
 ]
+BatchOpt = Annotated[int, typer.Option(help="Windows per batch.")]
+SeqLenOpt = Annotated[int, typer.Option(help="Tokens per window.")]
+LrOpt = Annotated[float, typer.Option(help="Peak learning rate (AdamW).")]
+WarmupOpt = Annotated[int, typer.Option(help="Linear warm-up steps before the cosine decay.")]
+EvalEveryOpt = Annotated[int, typer.Option(help="Steps between validation estimates.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed (recorded with the results).")]
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="ModelConfig override KEY=VALUE (repeatable), e.g. tt_rank=4."),

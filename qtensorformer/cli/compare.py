@@ -8,10 +8,17 @@ from typing import Annotated
 import typer
 
 from ._common import (
+    BatchOpt,
     DataDirOpt,
     DataOpt,
+    DeviceOpt,
+    EvalEveryOpt,
+    LrOpt,
+    SeedOpt,
+    SeqLenOpt,
     SetOpt,
     TokOpt,
+    WarmupOpt,
     console,
     model_overrides,
     split_names,
@@ -32,15 +39,15 @@ def compare_cmd(
         float | None, typer.Option(help="Wall-clock limit per model.")
     ] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Token budget per model.")] = None,
-    batch_size: int = 16,
-    seq_len: int = 128,
-    lr: float = 3e-3,
-    warmup: int = 100,
-    eval_every: int = 1000,
-    seed: int = 0,
+    batch_size: BatchOpt = 16,
+    seq_len: SeqLenOpt = 128,
+    lr: LrOpt = 3e-3,
+    warmup: WarmupOpt = 100,
+    eval_every: EvalEveryOpt = 1000,
+    seed: SeedOpt = 0,
     set_: SetOpt = None,
     out: Annotated[str, typer.Option(help="Output folder.")] = "runs/compare",
-    device: str = "auto",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Dense baseline vs Q-TensorFormer variants, trained the same way; one table."""
     from ..train.run import compare, prepare_data

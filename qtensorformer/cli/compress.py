@@ -70,8 +70,10 @@ def compress(
         str | None,
         typer.Option(help="Calibration text file (default: raw WikiText-2 valid)."),
     ] = None,
-    calib_samples: int = 32,
-    seq_len: int = 1024,
+    calib_samples: Annotated[int, typer.Option(help="Calibration sequences.")] = 32,
+    seq_len: Annotated[
+        int, typer.Option(help="Tokens per calibration sequence and per scored window.")
+    ] = 1024,
     eval_data: Annotated[
         str | None,
         typer.Option(help="Text scored before and after (default: raw WikiText-2 test)."),

@@ -7,14 +7,20 @@ from typing import Annotated
 
 import typer
 
-from ._common import console, split_names, train_config, user_errors
+from ._common import (
+    SeedOpt,
+    console,
+    split_names,
+    train_config,
+    user_errors,
+)
 
 
 def demo(
     max_tokens: Annotated[int, typer.Option(help="Training tokens per model.")] = 250_000,
     variants: Annotated[str, typer.Option(help="Comma-separated variants.")] = "dense,tt,all",
     out: Annotated[str, typer.Option(help="Run folder.")] = "runs/demo",
-    seed: int = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """The main job on the embedded default: dense vs Q-TensorFormer on the synthetic corpus.
 

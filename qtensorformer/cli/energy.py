@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ._common import console, resolve_checkpoint, user_errors
+from ._common import (
+    SeedOpt,
+    console,
+    resolve_checkpoint,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from ..energy import EnergyTable, FlopsBreakdown
@@ -91,7 +96,7 @@ def energy(
     utilisation: Annotated[
         float | None, typer.Option(help="Override the assumed fraction of peak throughput.")
     ] = None,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     json_out: Annotated[
         str | None, typer.Option("--json", help="Also write the estimates to this JSON file.")
     ] = None,

@@ -8,8 +8,10 @@ import typer
 from rich.table import Table
 
 from ._common import (
+    BatchOpt,
     CheckpointArg,
     DataDirOpt,
+    DeviceOpt,
     console,
     fail,
     is_causal_lm_spec,
@@ -56,9 +58,12 @@ def eval_(
         ),
     ] = None,
     data_dir: DataDirOpt = None,
-    seq_len: int | None = None,
-    batch_size: int = 32,
-    device: str = "auto",
+    seq_len: Annotated[
+        int | None,
+        typer.Option(help="Tokens per window (default: the run's; 1024 for pretrained LMs)."),
+    ] = None,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = "auto",
     windows: Annotated[
         int | None,
         typer.Option(help="Pretrained/compressed LMs: score only the first N windows of raw text."),

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from ._common import (
     CheckpointArg,
+    SeedOpt,
     console,
     fail,
     is_causal_lm_spec,
@@ -21,10 +22,10 @@ from ._common import (
 def generate(
     checkpoint: CheckpointArg,
     prompt: Annotated[str, typer.Option(help="Text to continue.")] = "the",
-    max_new_tokens: int = 30,
-    temperature: float = 0.8,
-    top_k: int | None = 40,
-    seed: int = 0,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to write.")] = 30,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.8,
+    top_k: Annotated[int | None, typer.Option(help="Sample among the k most likely tokens.")] = 40,
+    seed: SeedOpt = 0,
 ) -> None:
     """Continue a prompt with a saved model (also a compressed folder, a Hugging Face folder,
     a .gguf file or smollm2)."""

@@ -8,10 +8,17 @@ import typer
 
 from ..files import RunDir
 from ._common import (
+    BatchOpt,
     DataDirOpt,
     DataOpt,
+    DeviceOpt,
+    EvalEveryOpt,
+    LrOpt,
+    SeedOpt,
+    SeqLenOpt,
     SetOpt,
     TokOpt,
+    WarmupOpt,
     console,
     fail,
     model_overrides,
@@ -58,17 +65,27 @@ def train(
     data: DataOpt = "wikitext-2",
     data_dir: DataDirOpt = None,
     tokenizer: TokOpt = "word",
-    batch_size: int = 16,
-    seq_len: int = 128,
-    lr: float = 3e-3,
-    warmup: int = 100,
-    max_steps: int | None = None,
-    max_tokens: int | None = None,
-    epochs: float = 1.0,
-    max_minutes: float | None = None,
-    eval_every: int = 500,
-    eval_max_tokens: int | None = 100_000,
-    patience: int | None = None,
+    batch_size: BatchOpt = 16,
+    seq_len: SeqLenOpt = 128,
+    lr: LrOpt = 3e-3,
+    warmup: WarmupOpt = 100,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Stop after this many training tokens.")
+    ] = None,
+    epochs: Annotated[
+        float, typer.Option(help="Passes over the training split (without max-steps/tokens).")
+    ] = 1.0,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop training after this many minutes.")
+    ] = None,
+    eval_every: EvalEveryOpt = 500,
+    eval_max_tokens: Annotated[
+        int | None, typer.Option(help="Tokens of each validation estimate (the final one is full).")
+    ] = 100_000,
+    patience: Annotated[
+        int | None, typer.Option(help="Stop after this many estimates without improvement.")
+    ] = None,
     max_latency_ms: Annotated[
         float | None,
         typer.Option(help="Latency budget per query (measured at each evaluation)."),
@@ -80,7 +97,7 @@ def train(
     energy_hardware: Annotated[
         str, typer.Option(help="Hardware profile of the logged energy estimates.")
     ] = "cpu_xeon",
-    seed: int = 0,
+    seed: SeedOpt = 0,
     set_: SetOpt = None,
     out: Annotated[
         str | None, typer.Option(help="Run folder (default runs/<preset>-<variant>-<data>).")
@@ -88,7 +105,7 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")
     ] = False,
-    device: str = "auto",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train a model on a corpus and report validation and test perplexity."""
     from ..config import model_config
