@@ -246,6 +246,7 @@ def test_compare_trains_each_variant_on_the_same_budget(tmp_path):
     r = runner.invoke(app, [*args, *sizes])
     assert r.exit_code == 0, r.output
     assert "dense baseline" in r.output and "TT compression only" in r.output
+    assert "small: synthetic from synthetic:seed=0" in r.output  # the corpus's own source
     rows = json.loads(RunDir(tmp_path / "small").compare.read_text())["rows"]
     assert [x["variant"] for x in rows] == ["dense", "tt"]
     assert rows[0]["tokens"] == rows[1]["tokens"] and rows[1]["params"] < rows[0]["params"]
@@ -286,3 +287,13 @@ def test_every_option_and_argument_has_help_text():
         if not getattr(p, "help", None)
     ]
     assert missing == []
+
+
+def test_generate_names_prompt_words_read_as_unk(trained):
+    run, _ = trained
+    args = ["generate", str(run.path), "--prompt", "the zzyzx bank zzyzx", "--max-new-tokens", "2"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "read as <unk>: zzyzx" in flat(r.output) and "bank," not in r.output
+    quiet = runner.invoke(app, ["generate", str(run.path), "--prompt", "the bank"])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output

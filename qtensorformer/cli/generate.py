@@ -19,6 +19,18 @@ from ._common import (
 )
 
 
+def unknown_words(tok, prompt: str) -> list[str]:
+    """The prompt's words that the tokenizer maps to its ``<unk>`` id, each once."""
+    unk = getattr(tok, "unk_id", None)
+    if unk is None:
+        return []
+    seen: list[str] = []
+    for word in prompt.split():
+        if unk in tok.encode(word) and word not in seen:
+            seen.append(word)
+    return seen
+
+
 def generate(
     checkpoint: CheckpointArg,
     prompt: Annotated[str, typer.Option(help="Text to continue.")] = "the",
@@ -42,6 +54,12 @@ def generate(
         model = QTensorFormer.from_pretrained(ckpt)
         tok = load_tokenizer(tokenizer_dir(ckpt))
     ids = tok.encode(prompt) or [tok.eos_id]
+    unknown = unknown_words(tok, prompt)
+    if unknown:
+        console.print(
+            f"[yellow]warning:[/] not in the model's vocabulary, read as <unk>: "
+            f"{escape(', '.join(unknown))}"
+        )
     gen = torch.Generator().manual_seed(seed)
     with user_errors():
         out = model.generate(torch.tensor([ids]), max_new_tokens, temperature, top_k, gen)

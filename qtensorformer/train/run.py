@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..config import VARIANT_NAMES, VARIANTS, ModelConfig, model_config
@@ -125,7 +126,7 @@ def compare(
         t0 = time.perf_counter()
         model, res = train_one(cfg, data, train_cfg, out_dir / v, console=console, quiet=quiet_runs)
         rows.append(_compare_row(v, model, res, time.perf_counter() - t0))
-    console.print(_compare_table(rows, f"{preset}: {data.name} ({data.tokenizer.describe()})"))
+    console.print(_compare_table(rows, _compare_title(preset, data)))
     console.print(
         f"[dim]Same data, token budget ({train_cfg.max_tokens or 'epoch-based'}), schedule and "
         f"seed for every model. Perplexity: {PROTOCOL.format(L=train_cfg.seq_len)}.[/]"
@@ -178,8 +179,14 @@ def _baseline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return next((r for r in rows if r["variant"] == "dense"), rows[0])
 
 
+def _compare_title(preset: str, data: PreparedData) -> str:
+    """The table's title: the preset, and the corpus by name and by the files it came from
+    (a ``--data-dir`` may hold another corpus under a known name)."""
+    return f"{preset}: {data.name} from {data.source} ({data.tokenizer.describe()})"
+
+
 def _compare_table(rows: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))  # paths may hold brackets
     for col in (
         "model",
         "params",
