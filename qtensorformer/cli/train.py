@@ -143,3 +143,5 @@ def train(
         _, res = train_one(cfg, prepared, tcfg, run.path, resume=resume, console=console)
     if res.status == "diverged":
         raise typer.Exit(1)
+    if res.status == "interrupted":
+        raise typer.Exit(130)  # the shell's code for Ctrl-C; the checkpoint is written

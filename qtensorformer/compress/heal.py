@@ -219,6 +219,8 @@ def heal(
     before = _valid_loss_before(wrapped, valid_ids, trainer, resume)
     result = trainer.fit(resume=resume)
     model.eval()
+    if result.status == "interrupted":  # checkpointed: the half-healed model is not a result
+        raise KeyboardInterrupt(f"healing {result.message}; resume it to go on")
     return HealResult(
         result.status,
         result.steps,

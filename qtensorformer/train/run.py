@@ -125,6 +125,9 @@ def compare(
         console.rule(f"{preset} / {VARIANT_NAMES.get(v, v)}")
         t0 = time.perf_counter()
         model, res = train_one(cfg, data, train_cfg, out_dir / v, console=console, quiet=quiet_runs)
+        if res.status == "interrupted":
+            console.print("[yellow]comparison stopped: the remaining variants were not trained[/]")
+            break
         rows.append(_compare_row(v, model, res, time.perf_counter() - t0))
     console.print(_compare_table(rows, _compare_title(preset, data)))
     console.print(

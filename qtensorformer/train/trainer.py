@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -43,6 +44,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .evaluate import PROTOCOL, EvalResult, evaluate
 from .pareto import ParetoPoint, ParetoTracker
+from .signals import StopSignals
 
 __all__ = ["TrainResult", "Trainer", "TrainingDiverged", "lr_factor", "resolve_device"]
 
@@ -88,8 +90,9 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 @dataclass
 class TrainResult:
-    """What a run did. ``status``: ``"completed"``, ``"early_stopped"``, ``"time_limit"`` or
-    ``"diverged"``; ``losses``: the training loss of every step of this call."""
+    """What a run did. ``status``: ``"completed"``, ``"early_stopped"``, ``"time_limit"``,
+    ``"diverged"`` or ``"interrupted"`` (SIGINT/SIGTERM: checkpointed, not evaluated);
+    ``losses``: the training loss of every step of this call."""
 
     status: str
     steps: int
@@ -363,15 +366,17 @@ class Trainer:
         """Train to the configured limit (``resume``: continue from a checkpoint, see the class
         docstring) and return what the run did."""
         run = self._prepare(resume)
-        with run.progress:
-            status, message = self._train_loop(run)
+        with StopSignals() as stop, run.progress:
+            status, message = self._train_loop(run, stop)
+            if status == "interrupted":  # still catching signals: a second Ctrl-C waits
+                return self._report_interruption(run, message)
         if status == "diverged":
             return self._report_divergence(run, message)
         if run.saved_at != run.state.step:
             self._save_checkpoint(run)
         return self._final_evaluation(run, status, message)
 
-    def _train_loop(self, run: FitRun) -> tuple[str, str]:
+    def _train_loop(self, run: FitRun, stop: StopSignals) -> tuple[str, str]:
         """Step until the run ends; returns its status and a message saying why it stopped."""
         c, total = self.config, self.total_steps
         batches = self._batches(run.state)
@@ -381,6 +386,10 @@ class Trainer:
             except TrainingDiverged as e:
                 return "diverged", str(e)
             self._record_step(run, out)
+            if self._agree(stop.received is not None):
+                return "interrupted", (
+                    f"stopped by {stop.received or 'a signal'} at step {run.state.step} of {total}"
+                )
             if run.state.step % c.eval_every == 0 or run.state.step >= total:
                 if self._evaluate_and_checkpoint(run):
                     return "early_stopped", f"no validation improvement in {c.patience} evaluations"
@@ -722,6 +731,20 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ the end
+    def _report_interruption(self, run: FitRun, message: str) -> TrainResult:
+        """Checkpoint the current step (atomically), log it, and say how to resume; no final
+        evaluation (the user asked to stop)."""
+        if run.saved_at != run.state.step:
+            self._save_checkpoint(run)
+        self._log({"event": "interrupted", "step": run.state.step, "message": message})
+        if self.is_main:
+            self.console.print(
+                f"[bold yellow]Interrupted:[/] {escape(message)}. Checkpoint: "
+                f"{escape(str(run.last_checkpoint))}. Resume with: qtf train --resume --out "
+                f"{escape(str(self.run_dir))} (or Trainer.fit(resume=True))"
+            )
+        return self._result(run, "interrupted", None, None, message)
+
     def _report_divergence(self, run: FitRun, message: str) -> TrainResult:
         """Log and show why the run diverged and which checkpoint is the last good one."""
         self._log({"event": "diverged", "step": run.state.step, "message": message})
