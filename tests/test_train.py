@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 import types
 
 import pytest
@@ -418,3 +419,25 @@ def test_train_records_count_tokens_so_far_and_average_the_window(tmp_path, data
     for r in train:
         assert r["ppl"] == pytest.approx(math.exp(r["lm_loss"]))
         assert "step_lm_loss" in r
+
+
+def test_max_minutes_bounds_the_whole_run_and_sizes_the_schedule(tmp_path, data):
+    """A run under max_minutes sizes its schedule to the steps that fit (leaving warm-up and
+    finishing the decay), keeps a share for the final evaluation, and ends near the limit."""
+    vocab, ids = data
+    long_valid = ids["valid"].repeat(40)  # a final evaluation too long for the budget
+    cfg = _cfg(max_steps=None, epochs=50.0, max_minutes=0.15, warmup_steps=100, eval_every=10**6)
+    trainer = Trainer(_model(vocab), ids["train"], long_valid, cfg, tmp_path, vocab, quiet=True)
+    configured = trainer.total_steps
+    t0 = time.perf_counter()
+    res = trainer.fit()
+    elapsed = time.perf_counter() - t0
+    recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    plan = next(r for r in recs if r["event"] == "schedule")
+    assert 6 < plan["steps"] < configured and res.steps <= plan["steps"]
+    assert plan["final_eval_tokens"] is not None and res.valid.tokens <= plan["final_eval_tokens"]
+    assert elapsed < 0.15 * 60 * 1.5  # the limit holds, final evaluation included
+    lrs = [r["lr"] for r in recs if r["event"] == "train"]
+    assert lrs[-1] < 0.5 * cfg.lr  # out of the warm-up, into the decay
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["valid_tokens"] == res.valid.tokens < long_valid.numel() - 1

@@ -41,7 +41,7 @@ def result_table(
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_row("perplexity", f"{res.ppl:.2f}")
-    if tok.kind != "word":
+    if tok.kind != "word" and res.word_ppl is not None:  # None when --max-tokens cut the text
         t.add_row("perplexity per word", f"{res.word_ppl:.2f}")
     t.add_row("tokens", f"{res.tokens:,}")
     t.add_row("parameters", f"{model.num_parameters():,}")
@@ -64,6 +64,9 @@ def eval_(
     ] = None,
     batch_size: BatchOpt = 32,
     device: DeviceOpt = "auto",
+    max_tokens: Annotated[
+        int | None, typer.Option(help="This library's models: score only the first N tokens.")
+    ] = None,
     windows: Annotated[
         int | None,
         typer.Option(help="Pretrained/compressed LMs: score only the first N windows of raw text."),
@@ -91,7 +94,14 @@ def eval_(
     L = seq_len or info.get("train_config", {}).get("seq_len", model.config.max_seq_len)
     dev = resolve_device(device)
     res = evaluate(
-        model.to(dev), prepared.ids[split], L, batch_size, None, prepared.words[split], dev
+        model.to(dev),
+        prepared.ids[split],
+        L,
+        batch_size,
+        max_tokens,
+        prepared.words[split],
+        dev,
+        progress=f"eval {split}",
     )
     console.print(result_table(ckpt, prepared, split, res, model))
     console.print(f"[dim]{tok.describe()}; perplexity: {PROTOCOL.format(L=L)}.[/]")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from ..data.batching import eval_windows
 
@@ -52,12 +57,14 @@ def evaluate(
     words: int | None = None,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    progress: str | None = None,
 ) -> EvalResult:
     """NLL of ``model`` on the stream ``ids`` (eval mode, restored afterwards).
 
     ``max_tokens`` evaluates only the first tokens (a quick validation estimate); ``words`` is
     the word-level token count of the whole stream (for per-word perplexity of subword
-    tokenizers; ignored when ``max_tokens`` cuts the stream).
+    tokenizers; ignored when ``max_tokens`` cuts the stream). ``progress``: a label for a
+    progress bar with an ETA (on stderr, gone when done); None shows none.
     """
     if max_tokens is not None and ids.numel() > max_tokens + 1:
         ids, words = ids[: max_tokens + 1], None
@@ -65,14 +72,32 @@ def evaluate(
     model.eval()
     nll, n = 0.0, 0
     device = torch.device(device)
-    try:
-        for batch in eval_windows(ids, seq_len, batch_size):
-            batch = batch.to(device)
-            nll += _window_nll(model, batch, autocast_dtype)
-            n += batch[:, 1:].numel()
-    finally:
-        model.train(was)
+    with _bar(progress, max(ids.numel() - 1, 0)) as (bar, task):
+        try:
+            for batch in eval_windows(ids, seq_len, batch_size):
+                batch = batch.to(device)
+                nll += _window_nll(model, batch, autocast_dtype)
+                n += batch[:, 1:].numel()
+                bar.update(task, completed=n)
+        finally:
+            model.train(was)
     return EvalResult(nll, n, words)
+
+
+@contextmanager
+def _bar(label: str | None, total: int) -> Iterator[tuple[Progress, TaskID]]:
+    """A transient progress bar over ``total`` predicted tokens (disabled without a label)."""
+    bar = Progress(
+        TextColumn(f"[bold]{escape(label or '')}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} tokens"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=label is None,
+        transient=True,
+    )
+    with bar:
+        yield bar, bar.add_task("eval", total=total)
 
 
 def _window_nll(model, batch: torch.Tensor, autocast_dtype: torch.dtype | None) -> float:

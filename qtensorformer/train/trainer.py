@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -45,6 +46,7 @@ from .config import TrainConfig
 from .evaluate import PROTOCOL, EvalResult, evaluate
 from .pareto import ParetoPoint, ParetoTracker
 from .signals import StopSignals
+from .timebudget import plan_steps
 
 __all__ = ["TrainResult", "Trainer", "TrainingDiverged", "lr_factor", "resolve_device"]
 
@@ -77,6 +79,12 @@ def resolve_device(spec: str) -> torch.device:
 #: Forward statistics of the last step logged under names that do not shadow the window's
 #: running totals and means (``tokens``: tokens trained so far; ``lm_loss``: window mean).
 _LAST_STEP_KEYS = {"tokens": "batch_tokens", "lm_loss": "step_lm_loss"}
+
+
+#: Steps timed before a run under ``max_minutes`` sizes its schedule (the first is dropped).
+_PROBE_STEPS = 6
+#: Most of ``max_minutes`` the final evaluation may take (see :mod:`.timebudget`).
+_FINAL_SHARE = 0.2
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -112,7 +120,8 @@ class TrainResult:
 class FitState:
     """The counters of a run, saved in every checkpoint (``"state"``) and restored on resume:
     optimiser steps, data position (epoch, batch within it), target tokens, training seconds,
-    the best validation loss so far and the evaluations since it."""
+    the best validation loss so far and the evaluations since it, and for a run under
+    ``max_minutes`` the schedule length and final-evaluation size that fit its budget."""
 
     step: int = 0
     epoch: int = 0
@@ -121,6 +130,9 @@ class FitState:
     train_seconds: float = 0.0
     best_valid: float | None = None
     bad_evals: int = 0
+    schedule_steps: int | None = None  # the schedule's length once sized to max_minutes
+    final_eval_tokens: int | None = None  # tokens per split of a time-limited final evaluation
+    final_reserve_s: float = 0.0  # seconds of max_minutes kept for the final evaluation
 
     def advance(self, tokens: int, seconds: float) -> None:
         """Count one optimiser step on the next batch."""
@@ -319,6 +331,7 @@ class Trainer:
             self.console.print(*a)
 
     def _eval(self, ids: torch.Tensor, split: str, max_tokens: int | None) -> EvalResult:
+        show = self.is_main and not self.quiet and self.config.progress
         return evaluate(
             self.model,
             ids,
@@ -328,6 +341,7 @@ class Trainer:
             self.words.get(split),
             self.device,
             self.autocast_dtype,
+            progress=f"eval {split}" if show else None,
         )
 
     def _autocast(self) -> torch.autocast:
@@ -354,12 +368,13 @@ class Trainer:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
-    def _out_of_time(self, started: float) -> bool:
-        """Whether ``max_minutes`` have passed since ``started`` (on any process)."""
+    def _out_of_time(self, started: float, state: FitState) -> bool:
+        """Whether training must stop to keep ``max_minutes`` (since ``started``), leaving the
+        final evaluation its share (on any process)."""
         limit = self.config.max_minutes
         if limit is None:
             return False
-        return self._agree(time.perf_counter() - started > limit * 60)
+        return self._agree(time.perf_counter() - started > limit * 60 - state.final_reserve_s)
 
     # ------------------------------------------------------------------ fit
     def fit(self, resume: bool | str | Path = False) -> TrainResult:
@@ -378,14 +393,20 @@ class Trainer:
 
     def _train_loop(self, run: FitRun, stop: StopSignals) -> tuple[str, str]:
         """Step until the run ends; returns its status and a message saying why it stopped."""
-        c, total = self.config, self.total_steps
+        c = self.config
         batches = self._batches(run.state)
-        while run.state.step < total:
+        step_times: list[float] = []
+        while run.state.step < self.total_steps:
             try:
                 out = self._train_step(run, next(batches))
             except TrainingDiverged as e:
                 return "diverged", str(e)
             self._record_step(run, out)
+            if c.max_minutes is not None and run.state.schedule_steps is None:
+                step_times.append(out.seconds)
+                if len(step_times) == _PROBE_STEPS:
+                    self._size_to_budget(run, step_times[1:])  # the first step warms caches
+            total = self.total_steps
             if self._agree(stop.received is not None):
                 return "interrupted", (
                     f"stopped by {stop.received or 'a signal'} at step {run.state.step} of {total}"
@@ -393,7 +414,7 @@ class Trainer:
             if run.state.step % c.eval_every == 0 or run.state.step >= total:
                 if self._evaluate_and_checkpoint(run):
                     return "early_stopped", f"no validation improvement in {c.patience} evaluations"
-            if run.state.step < total and self._out_of_time(run.started):
+            if run.state.step < total and self._out_of_time(run.started, run.state):
                 return "time_limit", (
                     f"stopped by max_minutes={c.max_minutes} at step {run.state.step} of "
                     f"{total} (the schedule was cut short)"
@@ -412,15 +433,18 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             param_groups(model, c.weight_decay), lr=c.lr, betas=(0.9, 0.95)
         )
-        total = self.total_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, c.warmup_steps, total, c.min_lr_ratio)
-        )
         state = FitState()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda s: lr_factor(s, self._warmup(state), self.total_steps, c.min_lr_ratio),
+        )
         if resume:
             state = self._restore(resume, model, optimizer, scheduler)
+            if state.schedule_steps is not None:
+                self.total_steps = state.schedule_steps
         else:
             self._log({"event": "start", "config": c.to_dict(), **self.extra_summary})
+        total = self.total_steps
         self._print(
             f"Training {total:,} steps ({c.tokens_per_step:,} tokens each, "
             f"{self.steps_per_epoch:,} steps per epoch) on {self.device}"
@@ -440,6 +464,52 @@ class Trainer:
         )
         self.losses_so_far = run.losses  # visible while fit runs (e.g. after an interruption)
         return run
+
+    def _warmup(self, state: FitState) -> int:
+        """Warm-up steps: the configured ones, at most a tenth of a schedule sized to a time
+        budget (so that a short run leaves its warm-up)."""
+        w = self.config.warmup_steps
+        if state.schedule_steps is None:
+            return w
+        return min(w, max(1, state.schedule_steps // 10))
+
+    def _size_to_budget(self, run: FitRun, step_times: list[float]) -> None:
+        """Fit the schedule (and the final evaluation) to ``max_minutes`` from the measured
+        step time and one timed evaluation batch; logged as a ``schedule`` record."""
+        c, st = self.config, run.state
+        t0 = time.perf_counter()
+        probe = self._eval(self.valid_ids, "valid", c.eval_batch_size * c.seq_len)
+        eval_spt = (time.perf_counter() - t0) / max(probe.tokens, 1)
+        finals = [self.valid_ids.numel()]
+        if self.test_ids is not None:
+            finals.append(self.test_ids.numel())
+        periodic = min(c.eval_max_tokens or self.valid_ids.numel(), self.valid_ids.numel())
+        plan = plan_steps(
+            budget_s=c.max_minutes * 60,
+            elapsed_s=time.perf_counter() - run.started,
+            step_now=st.step,
+            total_steps=self.total_steps,
+            step_s=statistics.median(step_times),
+            eval_s_per_token=eval_spt,
+            periodic_eval_tokens=periodic,
+            eval_every=c.eval_every,
+            final_tokens=finals,
+            final_share=_FINAL_SHARE,
+        )
+        st.schedule_steps, st.final_eval_tokens = plan.steps, plan.final_eval_tokens
+        st.final_reserve_s = plan.reserve_s
+        self.total_steps = plan.steps
+        run.progress.update(run.task, total=plan.steps)
+        self._log({"event": "schedule", "step": st.step, **asdict(plan)})
+        self._print(
+            f"max_minutes={c.max_minutes}: schedule sized to {plan.steps:,} steps (warm-up "
+            f"{self._warmup(st)})"
+            + (
+                f"; final evaluation on the first {plan.final_eval_tokens:,} tokens of each split"
+                if plan.final_eval_tokens is not None
+                else ""
+            )
+        )
 
     def _distributed(self, model: nn.Module) -> nn.Module:
         """Under ``torchrun``: join the process group and wrap ``model`` in DDP; alone: the
@@ -758,8 +828,14 @@ class Trainer:
         """Full validation (and test) perplexity; writes ``summary.json``."""
         if message:
             self._print(f"[yellow]{message}[/]")
-        valid = self._eval(self.valid_ids, "valid", None)
-        test = self._eval(self.test_ids, "test", None) if self.test_ids is not None else None
+        cap = run.state.final_eval_tokens
+        if cap is not None:
+            self._print(
+                f"Final evaluation on the first {cap:,} tokens of each split (the share of "
+                f"max_minutes={self.config.max_minutes} left for it)"
+            )
+        valid = self._eval(self.valid_ids, "valid", cap)
+        test = self._eval(self.test_ids, "test", cap) if self.test_ids is not None else None
         result = self._result(run, status, valid, test, message)
         self._summarise(result)
         return result
@@ -813,6 +889,8 @@ class Trainer:
             "test_ppl": r.test.ppl if r.test else None,
             "test_word_ppl": r.test.word_ppl if r.test else None,
             "best_valid_ppl_estimate": r.best_valid_ppl,
+            "valid_tokens": r.valid.tokens if r.valid else None,
+            "test_tokens": r.test.tokens if r.test else None,
             "protocol": PROTOCOL.format(L=c.seq_len),
             "device": str(self.device),
             "train_config": c.to_dict(),
