@@ -19,6 +19,7 @@ import time
 
 from _common import machine, write_section
 
+RAW_VALID = "raw WikiText-2 valid (the raw train split is not in the data folder)"
 METHODS = ("svd", "asvd", "svd-llm", "tt", "tt-aware")
 
 
@@ -33,7 +34,7 @@ def _one(args: argparse.Namespace) -> dict:
     from qtensorformer.compress.memory import peak_rss_mib
     from qtensorformer.compress.pipeline import compress_model
 
-    text = find_raw_text("test")
+    text = args.eval_data or find_raw_text("test")
     if args.method == "none":
         loaded = load_causal_lm(args.model)
         res = raw_text_perplexity(
@@ -57,8 +58,10 @@ def _one(args: argparse.Namespace) -> dict:
         ratio=args.ratio,
         allocation=args.allocation,
         method_options=options,
+        calib_data=args.calib_data,
         calib_samples=args.calib_samples,
         seq_len=args.seq_len,
+        eval_text=args.eval_data,
         eval_windows=args.windows,
         eval_before=False,
         heal_steps=args.heal_steps,
@@ -106,14 +109,22 @@ def main() -> None:
     p.add_argument("--log", default=None, help="append each row as JSON to this file")
     p.add_argument("--no-baseline", action="store_true", help="skip the uncompressed row")
     p.add_argument("--section", default="bench_compress", help="docs/RESULTS.md section")
+    p.add_argument("--calib-data", default=None, help="calibration text (default raw WT-2 valid)")
+    p.add_argument("--eval-data", default=None, help="scored text (default raw WT-2 test)")
     p.add_argument("--write", action="store_true")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--method", default="none", help=argparse.SUPPRESS)
     p.add_argument("--ratio", type=float, default=0.2, help=argparse.SUPPRESS)
     p.add_argument("--allocation", default="uniform", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--from-log", default=None, help="build the table from rows logged by --log (no runs)"
+    )
     args = p.parse_args()
     if args.one:
         print(json.dumps(_one(args)))
+        return
+    if args.from_log:
+        _write_from_log(args)
         return
     rows = [{} if args.no_baseline else _child(args, "none", 0.0, "uniform")]
     for method in args.methods.split(","):
@@ -126,12 +137,27 @@ def main() -> None:
         write_section(args.section, body)
 
 
+def _write_from_log(args: argparse.Namespace) -> None:
+    """The table of rows logged (each with the command options it ran under) by earlier
+    invocations with ``--log``: the uncompressed row first, then the rest in logged order."""
+    with open(args.from_log) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    base = next((r for r in rows if r.get("method") == "uncompressed"), {})
+    body = _table(args, [base, *(r for r in rows if r is not base)])
+    print(body)
+    if args.write:
+        write_section(args.section, body)
+
+
 def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str) -> dict:
     """Run one configuration in a fresh process; its JSON row (or the error it printed)."""
     cmd = [sys.executable, __file__, "--one", "--model", args.model, "--method", method]
     cmd += ["--ratio", str(ratio), "--allocation", allocation, "--seq-len", str(args.seq_len)]
     cmd += ["--windows", str(args.windows), "--calib-samples", str(args.calib_samples)]
     cmd += ["--heal-steps", str(args.heal_steps)]
+    for flag, value in (("--calib-data", args.calib_data), ("--eval-data", args.eval_data)):
+        if value:
+            cmd += [flag, value]
     if args.topology:
         cmd += ["--topology", args.topology]
     print(f"running {method} {ratio} {allocation}", file=sys.stderr, flush=True)
@@ -153,10 +179,11 @@ def _fmt(v, spec: str) -> str:
 
 def _table(args: argparse.Namespace, rows: list[dict]) -> str:
     base = rows[0]
+    steps = args.heal_steps or max([r.get("heal_steps") or 0 for r in rows[1:]], default=0)
     heal = (
-        f" Healing: {args.heal_steps} steps of 4 × 256 tokens of the calibration text (AdamW, "
-        "lr 5e-5, every parameter)."
-        if args.heal_steps
+        f" Healing (rows with a number in its column): {steps} steps of 4 × 256 tokens of the "
+        "calibration text (AdamW, lr 5e-5, every parameter)."
+        if steps
         else ""
     )
     cmd = " ".join(["benchmarks/bench_compress.py", *sys.argv[1:]])
@@ -169,7 +196,7 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
         + (f" ({base['params']:,} parameters, float32)" if base else "")
         + f". Perplexity: {base.get('protocol') or rows[-1].get('protocol', '?')}. "
         f"Calibration: {args.calib_samples} × {args.seq_len} tokens "
-        "of raw WikiText-2 valid (the raw train split is not in the data folder). Every "
+        f"of {args.calib_data or RAW_VALID}. Every "
         "nn.Linear of the decoder blocks is compressed; `removed` is the fraction of their "
         "weight parameters removed (and of the whole model's). Each row runs in its own "
         "process: compression time includes calibration; memory is the process's resident "
