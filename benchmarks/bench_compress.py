@@ -20,7 +20,7 @@ import time
 from _common import machine, write_section
 
 RAW_VALID = "raw WikiText-2 valid (the raw train split is not in the data folder)"
-METHODS = ("svd", "asvd", "svd-llm", "tt", "tt-aware")
+METHODS = ("svd", "asvd", "svd-llm", "tt", "tt-aware", "basis-sharing")
 
 
 def _one(args: argparse.Namespace) -> dict:
@@ -130,6 +130,8 @@ def main() -> None:
     for method in args.methods.split(","):
         for ratio in (float(r) for r in args.ratios.split(",")):
             for allocation in args.allocations.split(","):
+                if method == "basis-sharing" and allocation != "uniform":
+                    continue  # one rank per group: uniform allocation only
                 rows.append(_child(args, method, ratio, allocation))
     body = _table(args, rows)
     print(body)

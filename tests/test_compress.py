@@ -551,3 +551,8 @@ def test_interrupted_run_resumes_from_the_last_finished_block(tmp_path, monkeypa
             options=QUIET,
             resume_dir=tmp_path,
         )
+
+
+def test_an_option_of_another_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="svd-llm takes no option topology"):
+        method_config("svd-llm", ratio=0.2, topology="strict")

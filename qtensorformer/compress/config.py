@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "METHODS",
     "TOPOLOGIES",
     "ASVDConfig",
+    "BasisSharingConfig",
     "CalibrationConfig",
     "MethodConfig",
     "SVDConfig",
@@ -137,6 +139,83 @@ class SVDLLMConfig(MethodConfig):
 
 
 @dataclass
+class BasisSharingConfig(MethodConfig):
+    """Basis Sharing (Wang et al., arXiv:2410.03765; official code TUDa-HWAI/Basis_Sharing):
+    one matrix type of ``group_size`` adjacent blocks shares one basis, each layer keeps its
+    own coefficients, whitened by calibration data as SVD-LLM.
+
+    What this follows from the official code:
+
+    - The basis is on the input side: with S the Cholesky factor of G = Σ_i X_iᵀX_i (the sum
+      of the group's input Gram matrices, ``calib.py`` ``get_calib_data``), the stacked
+      weights [W_1; …; W_g] (g·n × m) give [W_1; …; W_g]·S = U Σ Vᵀ, the shared basis
+      B = Σ_k V_kᵀ S⁻¹ (k × m) and layer i's coefficients A_i = its n rows of U_k
+      (``group.py`` ``_init_basis_coefficient``: the same in the transposed convention,
+      ``basis = S⁻¹ U Σ``, ``coefficient = Vᵀ``). Each layer computes A_i (B x).
+    - Groups of ``group_size`` adjacent blocks from the first, the last group the rest
+      (``model_factory.py`` ``create_model``); the rank of a group of g matrices n × m is
+      the largest k with k·(m + g·n) ≤ (1 − ratio)·g·n·m (``utils.py``
+      ``compute_num_basis``). ``group_size`` is an int ≥ 1; a group of one
+      (``group_size=1``, a last group of one block, or a type the filter keeps in one block
+      only) is SVD-LLM of that matrix, as the official code's groups of one.
+    - ``shared``: the matrix types (name suffixes inside a block, e.g.
+      ``"self_attn.q_proj"``) whose bases are shared; the other selected types are
+      compressed per layer by SVD-LLM at the same ratio (the official ``private_part``).
+      None takes the official configs' choice: Llama q, k, v, gate, up shared and o, down
+      per layer (``tasks/configs/wikitext_ppl/llama``), but k and v per layer when they are
+      narrower than q (grouped-query attention, as the Mistral config does); GPT-2 c_attn,
+      attn.c_proj, c_fc shared and mlp.c_proj per layer; OPT q, k, v, fc1 shared and
+      out_proj, fc2 per layer. By the same rule (input-side projections shared, output
+      projections per layer): this library's model shares attn.qkv and ffn.w1, GPT-NeoX
+      query_key_value and dense_h_to_4h.
+
+    Where this differs: the Gram matrices of a group come from its inputs after the groups
+    before it were compressed (sequential calibration, as the other aware methods here;
+    the official code calibrates the uncompressed model once), and G is damped by
+    ``damp``·mean(diag G)·I before the Cholesky factorisation (with an eigendecomposition
+    fallback) as :class:`SVDLLMConfig`. Only ``allocation="uniform"`` is supported; an
+    explicit ``rank`` mapping must give every member of a group the same rank.
+    """
+
+    name: ClassVar[str] = "basis-sharing"
+    aware: ClassVar[bool] = True
+
+    group_size: int = 2
+    shared: tuple[str, ...] | None = None
+    damp: float = 1e-6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive_int("group_size", self.group_size)
+        _check_nonnegative("damp", self.damp)
+        if self.allocation != "uniform":
+            raise ValueError(
+                f"basis-sharing supports allocation='uniform' only (one rank per group from "
+                f"the ratio), got {self.allocation!r}: drop allocation, or use svd-llm for "
+                "spectrum allocation"
+            )
+        if self.shared is not None:
+            self.shared = _check_shared(self.shared)
+
+
+def _check_shared(shared: Any) -> tuple[str, ...]:
+    """``shared`` as a tuple of non-empty, distinct name suffixes."""
+    if isinstance(shared, str):
+        shared = (shared,)
+    if not isinstance(shared, (tuple, list)) or not shared:
+        raise ValueError(
+            "shared must be a non-empty tuple of matrix types (name suffixes inside a block, "
+            f"e.g. ('self_attn.q_proj', 'mlp.up_proj')) or None, got {shared!r}"
+        )
+    bad = [s for s in shared if not isinstance(s, str) or not s.strip(".")]
+    if bad:
+        raise ValueError(f"shared holds entries that are not name suffixes: {bad!r}")
+    if len(set(shared)) != len(shared):
+        raise ValueError(f"shared names a matrix type twice: {list(shared)!r}")
+    return tuple(s.strip(".") for s in shared)
+
+
+@dataclass
 class TTConfig(MethodConfig):
     """Tensor train per matrix: TT-SVD, then two-site (DMRG-style) sweeps on the weight error
     with SVD-adaptive bond dimensions under the parameter budget.
@@ -193,7 +272,8 @@ class TTAwareConfig(TTConfig):
 
 
 _BY_NAME: dict[str, type[MethodConfig]] = {
-    c.name: c for c in (SVDConfig, ASVDConfig, SVDLLMConfig, TTConfig, TTAwareConfig)
+    c.name: c
+    for c in (SVDConfig, ASVDConfig, SVDLLMConfig, TTConfig, TTAwareConfig, BasisSharingConfig)
 }
 METHODS = tuple(_BY_NAME)
 
@@ -202,7 +282,14 @@ def method_config(name: str, **fields: Any) -> MethodConfig:
     """The config of method ``name`` (one of :data:`METHODS`) with ``fields``."""
     if name not in _BY_NAME:
         raise ValueError(f"unknown compression method {name!r}; choose one of {METHODS}")
-    return _BY_NAME[name](**fields)
+    cls = _BY_NAME[name]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(
+            f"{name} takes no option {', '.join(unknown)} (its options: {', '.join(sorted(known))})"
+        )
+    return cls(**fields)
 
 
 @dataclass

@@ -39,6 +39,7 @@ __all__ = [
     "damped_gram",
     "damping",
     "lowrank_factors",
+    "shared_basis_factors",
     "spectrum",
     "weight_error",
     "whitening",
@@ -160,6 +161,26 @@ def lowrank_factors(
     A = U[:, :r] * root  # (n, r)
     B = pre.unapply(root[:, None] * Vh[:r])  # (r, m)
     return A, B
+
+
+def shared_basis_factors(
+    weights: list[torch.Tensor], pre: Preconditioner, rank: int
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Coefficients A_i (n_i × r) and one basis B (r × m) with A_i·B the rows of W_i in the
+    rank-r truncation of [W_1; …; W_g]·P, unpreconditioned (r = min(rank, Σn_i, m)).
+
+    With P the whitening of G = Σ_i X_iᵀX_i this is Basis Sharing's factorisation; when
+    every layer sees the same inputs it minimises Σ_i tr((W_i − A_i B) G (W_i − A_i B)ᵀ)
+    over all rank-r bases and coefficients (Eckart–Young on the whitened stack). As in
+    the official code, B carries the singular values and the coefficients are orthonormal
+    columns of U.
+    """
+    W = torch.cat([w.to(F64) for w in weights])  # (Σ n_i, m)
+    U, s, Vh = torch.linalg.svd(pre.apply(W), full_matrices=False)
+    r = min(rank, s.numel())
+    B = pre.unapply(s[:r, None] * Vh[:r])  # (r, m)
+    coefficients = list(U[:, :r].split([w.shape[0] for w in weights]))
+    return coefficients, B
 
 
 def activation_error(W: torch.Tensor, W_hat: torch.Tensor, G: torch.Tensor) -> float:

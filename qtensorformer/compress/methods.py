@@ -37,6 +37,7 @@ from .budget import param_budget
 from .calibrate import InputStats, linear_bias, linear_weight
 from .config import (
     ASVDConfig,
+    BasisSharingConfig,
     MethodConfig,
     SVDConfig,
     SVDLLMConfig,
@@ -161,10 +162,11 @@ def _require_stats(config: MethodConfig, target: Target) -> InputStats:
 
 
 def preconditioner_for(config: MethodConfig, target: Target) -> Preconditioner:
-    """P of the method: identity (svd, tt), ASVD scaling, or whitening (svd-llm, tt-aware)."""
+    """P of the method: identity (svd, tt), ASVD scaling, or whitening (svd-llm, tt-aware,
+    basis-sharing)."""
     if isinstance(config, ASVDConfig):
         return activation_scaling(_require_stats(config, target).abs_mean, config.alpha)
-    if isinstance(config, (SVDLLMConfig, TTAwareConfig)):
+    if isinstance(config, (SVDLLMConfig, TTAwareConfig, BasisSharingConfig)):
         return whitening(_require_stats(config, target).gram, config.damp)
     return Identity()
 
@@ -291,10 +293,11 @@ def _selection_score(fit: TTFit, target: Target, aware: bool) -> float:
 
 
 def compress_matrix(config: MethodConfig, target: Target) -> MatrixResult:
-    """Compress one matrix by ``config``'s method within the target's budget."""
+    """Compress one matrix by ``config``'s method within the target's budget (basis-sharing:
+    a matrix that shares its basis with no other, i.e. SVD-LLM)."""
     if isinstance(config, TTConfig):
         return _compress_tt(config, target)
-    if isinstance(config, (SVDConfig, ASVDConfig, SVDLLMConfig)):
+    if isinstance(config, (SVDConfig, ASVDConfig, SVDLLMConfig, BasisSharingConfig)):
         return _compress_lowrank(config, target)
     raise TypeError(f"no compression method for config {type(config).__name__}")
 
@@ -314,6 +317,7 @@ def _data_free_handler(module: nn.Module, name: str, config: MethodConfig) -> nn
 @register_handler(ASVDConfig)
 @register_handler(SVDLLMConfig)
 @register_handler(TTAwareConfig)
+@register_handler(BasisSharingConfig)
 def _aware_handler(module: nn.Module, name: str, config: MethodConfig) -> nn.Module:
     raise ValueError(
         f"method {config.name!r} is activation-aware and needs calibration data: use "

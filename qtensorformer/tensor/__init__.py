@@ -10,7 +10,7 @@ from .layers import (
     TTMatrix,
     set_tt_costs,
 )
-from .lowrank import LowRankLinear
+from .lowrank import LowRankLinear, SharedBasisLinear
 from .tt import (
     TTDecomposition,
     full_ranks,
@@ -28,6 +28,7 @@ __all__ = [
     "LowRankLinear",
     "Modes",
     "NestedRankSampler",
+    "SharedBasisLinear",
     "TTCosts",
     "TTDecomposition",
     "TTEmbedding",
