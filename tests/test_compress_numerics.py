@@ -301,7 +301,12 @@ def test_uniform_rank_is_within_one_rank_step_of_the_share():
     assert dense_rank(32, 32) == 16
 
 
-def _brute_force(spectra, cost, budget):
+def _kept(spectrum: torch.Tensor, r: int, relative: bool) -> float:
+    sq = spectrum.square()
+    return float(sq[:r].sum() / (sq.sum() if relative else 1.0))
+
+
+def _brute_force(spectra, cost, budget, relative):
     names = list(spectra)
     best, best_e = None, -1.0
     caps = [range(1, min(len(spectra[k]), dense_rank(*cost[k])) + 1) for k in names]
@@ -309,26 +314,38 @@ def _brute_force(spectra, cost, budget):
         spent = sum(r * sum(cost[k]) for r, k in zip(ranks, names, strict=True))
         if spent > budget:
             continue
-        kept = sum(float(spectra[k][:r].square().sum()) for r, k in zip(ranks, names, strict=True))
+        kept = sum(_kept(spectra[k], r, relative) for r, k in zip(ranks, names, strict=True))
         if kept > best_e:
             best, best_e = dict(zip(names, ranks, strict=True)), kept
     return best, best_e
 
 
-def test_spectrum_allocation_is_optimal_for_equal_step_costs():
+@pytest.mark.parametrize("relative", [True, False], ids=["relative", "absolute"])
+def test_spectrum_allocation_is_optimal_for_equal_step_costs(relative):
     shapes = {"a": (12, 12), "b": (12, 12), "c": (12, 12)}
     spectra = {
         k: torch.rand(12, dtype=F64).sort(descending=True).values * s
         for k, s in zip(shapes, (1.0, 3.0, 0.3), strict=True)
     }
     for ratio in (0.3, 0.5, 0.7):
-        got = allocate_spectrum(spectra, shapes, ratio)
+        got = allocate_spectrum(spectra, shapes, ratio, relative=relative)
         budget = sum(param_budget(n, m, ratio) for n, m in shapes.values())
-        want, want_e = _brute_force(spectra, shapes, budget)
-        got_e = sum(float(spectra[k][:r].square().sum()) for k, r in got.items())
+        want, want_e = _brute_force(spectra, shapes, budget, relative)
+        got_e = sum(_kept(spectra[k], r, relative) for k, r in got.items())
         assert math.isclose(got_e, want_e, rel_tol=1e-12), (got, want)
         spent = sum(r * sum(shapes[k]) for k, r in got.items())
         assert budget - 24 < spent <= budget
+
+
+def test_relative_spectrum_allocation_ignores_a_matrix_scale():
+    """Scaling one matrix's activations (a larger residual stream) moves the absolute
+    allocation towards it, and leaves the relative one as it was."""
+    shapes = {"a": (16, 16), "b": (16, 16)}
+    spectra = {k: torch.rand(16, dtype=F64).sort(descending=True).values for k in shapes}
+    loud = {"a": spectra["a"] * 100.0, "b": spectra["b"]}
+    assert allocate_spectrum(loud, shapes, 0.5) == allocate_spectrum(spectra, shapes, 0.5)
+    absolute = allocate_spectrum(loud, shapes, 0.5, relative=False)
+    assert absolute["a"] > allocate_spectrum(spectra, shapes, 0.5, relative=False)["a"]
 
 
 def test_spectrum_allocation_rejects_too_high_ratio():

@@ -61,7 +61,11 @@ def compress(
         float, typer.Option(help="Fraction of the selected linears' parameters to remove.")
     ] = 0.2,
     allocation: Annotated[
-        str, typer.Option(help="uniform (the same ratio per matrix) or spectrum (global).")
+        str,
+        typer.Option(
+            help="uniform (the same ratio per matrix), spectrum (one global budget by the "
+            "fraction of each matrix's energy) or spectrum-absolute (by the energy itself)."
+        ),
     ] = "uniform",
     topology: Annotated[
         str | None, typer.Option(help="TT methods: auto, strict or lowrank.")

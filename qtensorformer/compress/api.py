@@ -8,8 +8,8 @@ statistics of that block's inputs, which come from the blocks before it, already
 the group's blocks run one after another, uncompressed, to collect every member's
 statistics, then the group is compressed (:mod:`qtensorformer.compress.sharing`) and runs
 again to give the next group's inputs.
-``allocation="spectrum"`` needs every matrix's spectrum first; for aware methods that is one
-extra calibration pass over the uncompressed model.
+``allocation="spectrum"`` (and ``"spectrum-absolute"``) needs every matrix's spectrum
+first; for aware methods that is one extra calibration pass over the uncompressed model.
 
 Example:
     >>> import torch
@@ -269,7 +269,10 @@ def _spectrum_budgets(
     out = {n: (config.rank_for(n), None) for n in selected if config.rank_for(n) is not None}
     free = {n: _shape(m) for n, m in selected.items() if n not in out}
     floors = {n: min_params(config, shape) for n, shape in free.items()}
-    ranks = allocate_spectrum({n: spectra[n] for n in free}, free, config.ratio, floors)
+    relative = config.allocation == "spectrum"
+    ranks = allocate_spectrum(
+        {n: spectra[n] for n in free}, free, config.ratio, floors, relative=relative
+    )
     for name, r in ranks.items():
         n, m = free[name]
         out[name] = (None, r * (n + m)) if config.tensor_train else (r, None)
@@ -361,7 +364,7 @@ def _check_inputs(config: Any, calibration, opts: CalibrationConfig) -> torch.Te
 
 
 def _budgets(config, model, selected, path, calibration, opts) -> dict[str, Budget]:
-    if config.allocation == "spectrum":
+    if config.allocation.startswith("spectrum"):
         spectra = _spectra(model, config, selected, path, calibration, opts)
         return _spectrum_budgets(config, selected, spectra)
     return _uniform_budgets(config, selected)

@@ -5,10 +5,13 @@ A matrix n × m keeps at most (1 − ratio)·n·m weight parameters (its bias st
 not counted). In low-rank form that is the uniform rank r = ⌊(1 − ratio)·n·m / (n + m)⌋, so
 each matrix lands within one rank step (n + m parameters) below its share. ``"spectrum"``
 allocation instead spends the total budget (1 − ratio)·Σ n·m by one global greedy pass:
-every rank step of every matrix costs n + m and saves the energy σ_i² its singular value
-would discard (activation-weighted when σ are those of the whitened W·S), and the steps of
-highest energy per parameter are taken first (every matrix keeps at least rank 1, at most
-⌊n·m / (n + m)⌋, where low rank stops saving parameters).
+every rank step of every matrix costs n + m and saves the energy its singular value would
+discard, σ_i² / Σ_j σ_j² (the fraction of that matrix's energy: activation-weighted when σ
+are those of the whitened W·S), and the steps of highest energy per parameter are taken
+first (every matrix keeps at least rank 1, at most ⌊n·m / (n + m)⌋, where low rank stops
+saving parameters). ``"spectrum-absolute"`` weighs σ_i² itself, which hands the budget to
+the matrices with the largest activations (on SmolLM2-135M it was far worse than uniform:
+docs/RESULTS.md, compression section).
 
 Example:
     >>> uniform_rank(576, 1536, 0.2)
@@ -20,6 +23,8 @@ Example:
     >>> allocate_spectrum(spectra, {"a": (4, 4), "b": (4, 4)}, ratio=0.5)
     {'a': 1, 'b': 1}
     >>> allocate_spectrum(spectra, {"a": (8, 8), "b": (8, 8)}, ratio=0.5)
+    {'a': 2, 'b': 2}
+    >>> allocate_spectrum(spectra, {"a": (8, 8), "b": (8, 8)}, ratio=0.5, relative=False)
     {'a': 3, 'b': 1}
 """
 
@@ -61,9 +66,11 @@ def allocate_spectrum(
     shapes: Mapping[str, tuple[int, int]],
     ratio: float,
     floors: Mapping[str, int] | None = None,
+    relative: bool = True,
 ) -> dict[str, int]:
     """Ranks for every matrix from one global greedy pass over the discarded energy per
-    parameter, σ_i² / (n + m), within (1 − ratio)·Σ n·m parameters.
+    parameter, σ_i² / (n + m), within (1 − ratio)·Σ n·m parameters; ``relative``: each
+    matrix's σ_i² divided by its total Σ_j σ_j² (the fraction of its energy), else absolute.
 
     ``spectra[name]``: singular values (descending) of that matrix (whitened for
     activation-aware methods); ``shapes[name]``: its (out_features, in_features);
@@ -84,7 +91,9 @@ def allocate_spectrum(
     steps = []  # (energy per parameter, name, rank after the step)
     for name, s in spectra.items():
         n, m = shapes[name]
-        energy = s.detach().double().square().tolist()
+        sq = s.detach().double().square()
+        total = float(sq.sum())
+        energy = (sq / total if relative and total > 0 else sq).tolist()
         cap = min(dense_rank(n, m), len(energy))
         start = ranks[name]
         steps += [(energy[i] / (n + m), name, i + 1) for i in range(start, cap)]

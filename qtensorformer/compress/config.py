@@ -4,7 +4,8 @@ Every method config carries the budget: ``ratio`` (the fraction of the selected 
 weight parameters to remove), or explicit ``rank`` (one int for every matrix, or a mapping
 from module name to rank; names it does not list fall back to ``ratio``), and the
 ``allocation`` of the budget over matrices (``"uniform"``: the same fraction of every matrix;
-``"spectrum"``: one global greedy allocation by discarded energy per parameter). For the
+``"spectrum"``: one global greedy allocation by the fraction of each matrix's energy
+discarded per parameter; ``"spectrum-absolute"``: by the energy itself). For the
 tensor-train methods ``rank`` caps every bond.
 
 Example:
@@ -43,7 +44,7 @@ __all__ = [
     "method_config",
 ]
 
-ALLOCATIONS = ("uniform", "spectrum")
+ALLOCATIONS = ("uniform", "spectrum", "spectrum-absolute")
 TOPOLOGIES = ("auto", "strict", "lowrank")
 
 
@@ -92,7 +93,7 @@ class MethodConfig:
             raise ValueError("give a ratio in (0, 1) or a rank: the config has neither")
         if self.allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
-        if self.allocation == "spectrum" and self.ratio is None:
+        if self.allocation.startswith("spectrum") and self.ratio is None:
             raise ValueError("allocation='spectrum' shares a ratio's budget: give a ratio")
 
     def rank_for(self, module_name: str) -> int | None:
