@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import pytest
@@ -297,3 +298,23 @@ def test_generate_names_prompt_words_read_as_unk(trained):
     assert "read as <unk>: zzyzx" in flat(r.output) and "bank," not in r.output
     quiet = runner.invoke(app, ["generate", str(run.path), "--prompt", "the bank"])
     assert quiet.exit_code == 0 and "warning" not in quiet.output
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    """A file in the way gets a one-line error before the data is even looked for."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    missing_data = ["--data", "wikitext-2", "--data-dir", str(tmp_path / "no-data")]
+    r = runner.invoke(app, ["train", *missing_data, "--out", str(blocker / "run")])
+    assert r.exit_code == 2
+    assert "lies under" in r.output and "which is a file" in r.output
+    assert "not found" not in r.output  # refused before loading data
+    r = runner.invoke(app, ["train", *missing_data, "--out", str(blocker)])
+    assert r.exit_code == 2 and "is a file, not a folder" in r.output
+    r = runner.invoke(app, ["compress", "smollm2", "--out", str(blocker)])
+    assert r.exit_code == 2 and "is a file, not a folder" in r.output
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        r = runner.invoke(app, ["train", *missing_data, "--out", str(locked / "run")])
+        assert r.exit_code == 2 and "permission denied" in r.output

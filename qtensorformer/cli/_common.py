@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,6 +98,23 @@ def model_overrides(pairs: list[str] | None, seq_len: int) -> dict[str, Any]:
 def split_names(csv: str) -> list[str]:
     """``"dense, tt,all"`` → ``["dense", "tt", "all"]``."""
     return [v.strip() for v in csv.split(",") if v.strip()]
+
+
+def check_output_dir(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as an output folder that can be created and written, checked before any
+    heavy work: exits with a one-line error when it is a file, lies under a file, or sits
+    in a folder this user cannot write."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        fail(f"{option} {p} is a file, not a folder: choose a folder path")
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if parent.is_file():
+        fail(f"{option} {p} lies under {parent}, which is a file: choose a folder path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        fail(f"{option} {p}: cannot write in {parent} (permission denied): choose another folder")
+    return p
 
 
 def is_causal_lm_spec(spec: str) -> bool:

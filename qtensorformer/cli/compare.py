@@ -19,6 +19,7 @@ from ._common import (
     SetOpt,
     TokOpt,
     WarmupOpt,
+    check_output_dir,
     console,
     model_overrides,
     split_names,
@@ -53,6 +54,7 @@ def compare_cmd(
     from ..train.run import compare, prepare_data
 
     names = split_names(variants)
+    check_output_dir(out)
     with user_errors():
         prepared = prepare_data(data, data_dir, tokenizer)
         overrides = model_overrides(set_, seq_len)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ._common import console, fail, user_errors
+from ._common import check_output_dir, console, fail, user_errors
 
 if TYPE_CHECKING:
     from ..compress import CompressRun
@@ -106,6 +106,8 @@ def compress(
 
     if group_size is not None and method != "basis-sharing":
         fail(f"--group-size applies to basis-sharing only, not {method}")
+    if out is not None:
+        check_output_dir(out)
     options = {"topology": topology, "group_size": group_size}
     options = {k: v for k, v in options.items() if v is not None} or None
     with user_errors(ImportError):

@@ -9,6 +9,7 @@ import typer
 
 from ._common import (
     SeedOpt,
+    check_output_dir,
     console,
     split_names,
     train_config,
@@ -48,6 +49,7 @@ def demo(
         progress=True,
     )
     names = split_names(variants)
+    check_output_dir(out)
     with user_errors():
         compare(names, "small", prepared, tcfg, Path(out), console=console, max_seq_len=64)
     run = RunDir(out)

@@ -19,6 +19,7 @@ from ._common import (
     SetOpt,
     TokOpt,
     WarmupOpt,
+    check_output_dir,
     console,
     fail,
     model_overrides,
@@ -112,7 +113,7 @@ def train(
     from ..train.run import prepare_data, train_one
 
     variant = "dense" if dense else variant
-    run = RunDir(out or f"runs/{preset}-{variant}-{data}")
+    run = RunDir(check_output_dir(out or f"runs/{preset}-{variant}-{data}"))
     with user_errors():
         if resume:
             cfg, tcfg, prepared = resume_inputs(run, data_dir)
