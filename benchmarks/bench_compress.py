@@ -65,6 +65,7 @@ def _one(args: argparse.Namespace) -> dict:
         eval_windows=args.windows,
         eval_before=False,
         heal_steps=args.heal_steps,
+        sequential=not args.no_sequential,
         progress=False,
     )
     seconds = time.perf_counter() - t0
@@ -82,6 +83,7 @@ def _row(run) -> dict:
         "selected_ratio": rep.selected_ratio,
         "model_ratio": rep.model_ratio,
         "params": rep.model_params_after,
+        "sequential": run.report.calibration.get("sequential") if run.report.calibration else None,
         "ppl": run.after.ppl,
         "healed_ppl": run.healed.ppl if run.healed is not None else None,
         "heal_s": run.heal_seconds,
@@ -157,6 +159,8 @@ def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str)
     cmd += ["--ratio", str(ratio), "--allocation", allocation, "--seq-len", str(args.seq_len)]
     cmd += ["--windows", str(args.windows), "--calib-samples", str(args.calib_samples)]
     cmd += ["--heal-steps", str(args.heal_steps)]
+    if args.no_sequential:
+        cmd += ["--no-sequential"]
     for flag, value in (("--calib-data", args.calib_data), ("--eval-data", args.eval_data)):
         if value:
             cmd += [flag, value]
@@ -225,8 +229,11 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
                 f"{r['error']} | | | | | |"
             )
             continue
+        method = r["method"] + (
+            " (statistics of the original model)" if r.get("sequential") is False else ""
+        )
         lines.append(
-            f"| {r['method']} | {r['allocation']} | {r['topology']} | "
+            f"| {method} | {r['allocation']} | {r['topology']} | "
             f"{r['selected_ratio']:.1%} / {r['model_ratio']:.1%} | {_fmt(r['ppl'], ',.2f')} | "
             f"{_fmt(r.get('healed_ppl'), ',.2f')} | {_fmt(r['speed_vs_original'], '.2f')} | "
             f"{r['compress_s']:.0f} | {r['rss_before_compress_mib']:,.0f} → "

@@ -177,3 +177,15 @@ def test_peak_memory_resets_so_a_step_is_measured_alone():
         pytest.skip("this system cannot reset the peak resident memory")
     assert peak_rss_mib() < big_peak - 128
     assert peak_rss_mib() >= current_rss_mib() - 1
+
+
+def test_one_shot_statistics_are_an_option_and_say_so(llama_folder, texts, tmp_path):
+    calib, test = texts
+    kw = dict(calib_data=calib, calib_samples=4, seq_len=16, eval_text=test, eval_windows=3)
+    kw.update(measure_speed=False, progress=False, eval_before=False)
+    seq = compress_model(llama_folder, "svd-llm", ratio=0.5, **kw)
+    once = compress_model(llama_folder, "svd-llm", ratio=0.5, sequential=False, **kw)
+    assert seq.report.calibration["sequential"] is True
+    assert once.report.calibration["sequential"] is False
+    assert "not sequential" in once.calibration and "not sequential" not in seq.calibration
+    assert once.after.ppl != seq.after.ppl  # the second block saw other inputs

@@ -100,6 +100,13 @@ def compress(
         ),
     ] = 0,
     heal_lr: Annotated[float, typer.Option(help="Learning rate of the healing fine-tune.")] = 5e-5,
+    sequential: Annotated[
+        bool,
+        typer.Option(
+            help="Calibrate each block on the compressed blocks' outputs (GPTQ-style); "
+            "--no-sequential: on the original model's activations."
+        ),
+    ] = True,
 ) -> None:
     """Compress every linear of a trained LM's blocks; print and save what it cost."""
     from ..compress import compress_model
@@ -125,6 +132,7 @@ def compress(
             out=out,
             resume=resume,
             heal_steps=heal_steps,
+            sequential=sequential,
             heal_options={"lr": heal_lr} if heal_steps else None,
         )
     console.print(summary_table(run))

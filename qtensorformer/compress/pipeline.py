@@ -138,6 +138,7 @@ def compress_model(
     resume: bool = False,
     heal_steps: int = 0,
     heal_options: dict[str, Any] | None = None,
+    sequential: bool = True,
     progress: bool = True,
 ) -> CompressRun:
     """Load ``spec`` (see :func:`load_causal_lm`), compress every linear of its blocks with
@@ -149,6 +150,9 @@ def compress_model(
     non-overlapping ``seq_len``-token windows of ``eval_text`` (default: the raw WikiText-2
     test split; ``eval_windows=0`` skips it). ``measure_speed``: forward tokens/s before and
     after, in this process.
+    ``sequential=False`` collects every block's statistics from the uncompressed model's
+    activations instead of the compressed blocks' outputs (see
+    :class:`~qtensorformer.compress.CalibrationConfig`).
     ``resume`` keeps per-block progress in ``out`` so that an interrupted run goes on from
     its last finished block (and an interrupted healing from its last checkpoint).
     ``heal_steps`` > 0: fine-tune the compressed model for that many steps on the whole
@@ -182,7 +186,9 @@ def compress_model(
     calib, calib_desc = None, "none (data-free method)"
     if config.aware:
         calib = calibration_ids(tok, source, n_samples=calib_samples, seq_len=seq_len)
-        calib_desc = f"{calib_samples} × {seq_len} tokens of {source}"
+        calib_desc = f"{calib_samples} × {seq_len} tokens of {source}" + (
+            "" if sequential else " (statistics of the uncompressed model, not sequential)"
+        )
     rss_before = current_rss_mib()
     process_peak = peak_rss_mib()
     can_reset = reset_peak_rss()
@@ -191,7 +197,7 @@ def compress_model(
         model,
         config,
         calibration=calib,
-        options=CalibrationConfig(progress=progress),
+        options=CalibrationConfig(progress=progress, sequential=sequential),
         resume_dir=Path(out) / "resume" if (resume and out is not None) else None,
     )
     seconds = time.perf_counter() - t0
