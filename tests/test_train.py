@@ -425,7 +425,7 @@ def test_max_minutes_bounds_the_whole_run_and_sizes_the_schedule(tmp_path, data)
     """A run under max_minutes sizes its schedule to the steps that fit (leaving warm-up and
     finishing the decay), keeps a share for the final evaluation, and ends near the limit."""
     vocab, ids = data
-    long_valid = ids["valid"].repeat(40)  # a final evaluation too long for the budget
+    long_valid = ids["valid"].repeat(400)  # a final evaluation far too long for the budget
     cfg = _cfg(max_steps=None, epochs=50.0, max_minutes=0.15, warmup_steps=100, eval_every=10**6)
     trainer = Trainer(_model(vocab), ids["train"], long_valid, cfg, tmp_path, vocab, quiet=True)
     configured = trainer.total_steps
