@@ -119,6 +119,11 @@ def main() -> None:
     p.add_argument("--ratio", type=float, default=0.2, help=argparse.SUPPRESS)
     p.add_argument("--allocation", default="uniform", help=argparse.SUPPRESS)
     p.add_argument(
+        "--no-sequential",
+        action="store_true",
+        help="calibrate every block on the uncompressed model's activations",
+    )
+    p.add_argument(
         "--from-log", default=None, help="build the table from rows logged by --log (no runs)"
     )
     args = p.parse_args()
