@@ -201,7 +201,12 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
     lines = [
         f"### Post-training compression of {args.model}: every method at equal parameter count",
         "",
-        f"Command: `python {cmd}`  ",
+        (
+            "Rows: one `bench_compress.py ... --log FILE` run each (the commands are listed "
+            "under the table), collected by `--from-log`.  "
+            if args.from_log
+            else f"Command: `python {cmd}`  "
+        ),
         f"Machine: {machine()}  ",
         f"Model: {args.model}"
         + (f" ({base['params']:,} parameters, float32)" if base else "")
