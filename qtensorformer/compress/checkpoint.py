@@ -177,7 +177,8 @@ def _check_group(name: str, specs: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- saving
-def _base_config(model: nn.Module) -> dict[str, Any] | None:
+def model_config_dict(model: nn.Module) -> dict[str, Any] | None:
+    """``model.config`` as a dict (``to_dict()`` or a dataclass), None without one."""
     config = getattr(model, "config", None)
     if config is None:
         return None
@@ -247,7 +248,7 @@ def save_compressed(
         "format": FORMAT,
         "version": VERSION,
         "model_class": type(model).__name__,
-        "base_config": base_config if base_config is not None else _base_config(model),
+        "base_config": base_config if base_config is not None else model_config_dict(model),
         "modules": specs,
         "weights": {"file": WEIGHTS, "bytes": weights.stat().st_size, "sha256": _sha256(weights)},
         "report": report.to_dict() if report is not None else None,

@@ -38,7 +38,7 @@ from ..files import read_json, write_json
 from ..model import ModelOutput
 from ..nn import ForwardStats
 from ..train import TrainConfig, Trainer, evaluate
-from .checkpoint import save_compressed
+from .checkpoint import model_config_dict, save_compressed
 from .evaluate import forward_logits, max_positions
 from .summary import CompressionReport
 
@@ -118,12 +118,6 @@ class _LMConfig:
         return {"wrapped": True, "vocab_size": self.vocab_size, "base": self.base}
 
 
-def _config_dict(model: nn.Module) -> dict[str, Any]:
-    cfg = getattr(model, "config", None)
-    to_dict = getattr(cfg, "to_dict", None)
-    return to_dict() if callable(to_dict) else {}
-
-
 class TrainableLM(nn.Module):
     """A causal LM behind the trainer's protocol: ``forward(ids, labels=None)`` returns a
     :class:`~qtensorformer.model.ModelOutput` (next-token cross-entropy as the loss, FLOPs
@@ -137,7 +131,7 @@ class TrainableLM(nn.Module):
         vocab = getattr(getattr(model, "config", None), "vocab_size", None)
         if not isinstance(vocab, int):
             raise ValueError(f"{type(model).__name__} has no config.vocab_size: not a causal LM?")
-        self.config = _LMConfig(vocab, max_positions(model), _config_dict(model))
+        self.config = _LMConfig(vocab, max_positions(model), model_config_dict(model) or {})
 
     def forward(self, ids: torch.Tensor, labels: torch.Tensor | None = None) -> ModelOutput:
         logits = forward_logits(self.lm, ids)  # (b, n, V)
