@@ -11,7 +11,8 @@ Example:
 
 from ._version import __version__
 from .config import PRESETS, ModelConfig
-from .model import QTensorFormer
+from .generation import SamplingConfig
+from .model import KVCache, ModelOutput, QTensorFormer
 from .nn import ForwardStats, LayerStats, distill_to_kan
 from .nn.sizing import count_parameters
 from .quantum import QuantumFeatureEncoder
@@ -19,10 +20,13 @@ from .quantum import QuantumFeatureEncoder
 __all__ = [
     "PRESETS",
     "ForwardStats",
+    "KVCache",
     "LayerStats",
     "ModelConfig",
+    "ModelOutput",
     "QTensorFormer",
     "QuantumFeatureEncoder",
+    "SamplingConfig",
     "__version__",
     "count_parameters",
     "distill_to_kan",

@@ -17,26 +17,44 @@ from torch import nn
 from ._tracing import tracing
 from .config import ModelConfig
 from .files import CheckpointError
+from .generation import SamplingConfig, next_token
 from .io import WEIGHTS_NAME, load_state, read_config, save_model
 from .nn._flops import linear_flops
+from .nn.attention import LayerCache
 from .nn.block import QTensorFormerBlock
 from .nn.sizing import fit_rank_to_budget
 from .nn.stats import ForwardStats
 from .tensor.layers import TTEmbedding, TTLinear, TTMatrix
 
-__all__ = ["ModelOutput", "QTensorFormer"]
+__all__ = ["KVCache", "ModelOutput", "QTensorFormer"]
+
+
+@dataclass
+class KVCache:
+    """The keys and values of every block for the positions seen so far (one
+    :class:`~qtensorformer.nn.LayerCache` per block), as returned in
+    :attr:`ModelOutput.past_key_values` and passed back to ``forward`` to process only the
+    new tokens."""
+
+    layers: list[LayerCache]
+
+    @property
+    def length(self) -> int:
+        """Positions held."""
+        return self.layers[0].length if self.layers else 0
 
 
 @dataclass
 class ModelOutput:
     """What :meth:`QTensorFormer.forward` computed: ``logits`` (b, n, V), ``loss`` (None
-    without labels) and ``stats`` (:class:`~qtensorformer.nn.ForwardStats`: decisions and
-    costs). Unpacks like a tuple: ``logits, loss, stats = model(ids)``; ``out[0]`` is the
-    logits."""
+    without labels), ``stats`` (:class:`~qtensorformer.nn.ForwardStats`: decisions and
+    costs) and ``past_key_values`` (a :class:`KVCache`, only with ``use_cache=True``).
+    Unpacks like a tuple: ``logits, loss, stats = model(ids)``; ``out[0]`` is the logits."""
 
     logits: torch.Tensor
     loss: torch.Tensor | None
     stats: ForwardStats
+    past_key_values: KVCache | None = None
 
     def _astuple(self) -> tuple[torch.Tensor, torch.Tensor | None, ForwardStats]:
         return (self.logits, self.loss, self.stats)
@@ -66,11 +84,14 @@ class QTensorFormer(nn.Module):
     from simulated quantum circuits, whose hard tokens can take a quantum-kernel attention path
     and whose TT-FFN ranks can follow a per-token entanglement score.
 
-    ``forward(input_ids, labels=None) -> ModelOutput`` (unpacks as ``logits, loss, stats``):
-    ``labels`` are the input ids
-    themselves (or with -100 where ignored); the model shifts them, as Hugging Face causal LMs
-    do. ``loss`` = LM cross-entropy + the weighted auxiliary losses (None without labels);
-    ``stats`` is a :class:`~qtensorformer.nn.ForwardStats`.
+    ``forward(input_ids, labels=None, past_key_values=None, use_cache=False) -> ModelOutput``
+    (unpacks as ``logits, loss, stats``): ``labels`` are the input ids themselves (or with
+    -100 where ignored); the model shifts them, as Hugging Face causal LMs do. ``loss`` = LM
+    cross-entropy + the weighted auxiliary losses (None without labels); ``stats`` is a
+    :class:`~qtensorformer.nn.ForwardStats`. With ``use_cache=True`` the output carries the
+    keys and values (:class:`KVCache`); passing them back as ``past_key_values`` runs only
+    the new tokens, at the positions after the cached ones, with the same logits as the
+    whole sequence (:meth:`generate` does this).
 
     Example:
         >>> import torch
@@ -127,7 +148,7 @@ class QTensorFormer(nn.Module):
                         m.bias.zero_()
 
     # ------------------------------------------------------------------ checks
-    def _check_ids(self, ids: torch.Tensor, name: str = "input_ids") -> None:
+    def _check_ids(self, ids: torch.Tensor, name: str = "input_ids", past: int = 0) -> None:
         c = self.config
         if not isinstance(ids, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
@@ -138,10 +159,12 @@ class QTensorFormer(nn.Module):
                 f"{name} must have shape (batch, seq_len), got {tuple(ids.shape)}; "
                 "use ids.unsqueeze(0) for a single sequence"
             )
-        if ids.shape[1] > c.max_seq_len:
+        if past + ids.shape[1] > c.max_seq_len:
+            cached = f" after {past} cached positions" if past else ""
             raise ValueError(
-                f"sequence length {ids.shape[1]} exceeds max_seq_len={c.max_seq_len}; "
-                "crop the input or build the model with a larger max_seq_len"
+                f"sequence length {past + ids.shape[1]}{cached} exceeds "
+                f"max_seq_len={c.max_seq_len}; crop the input (and drop the cache) or build "
+                "the model with a larger max_seq_len"
             )
         if not tracing() and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= c.vocab_size):
             raise ValueError(
@@ -157,8 +180,21 @@ class QTensorFormer(nn.Module):
             return self.embed.project(h)
         return F.linear(h, self.embed.weight)
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> ModelOutput:
-        self._check_ids(input_ids)
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+    ) -> ModelOutput:
+        past = past_key_values
+        P = past.length if past is not None else 0
+        self._check_ids(input_ids, past=P)
+        if past is not None and len(past.layers) != len(self.blocks):
+            raise ValueError(
+                f"past_key_values holds {len(past.layers)} layers, the model has "
+                f"{len(self.blocks)}; pass the cache this model returned"
+            )
         b, n = input_ids.shape
         T = b * n
         c = self.config
@@ -168,13 +204,16 @@ class QTensorFormer(nn.Module):
                 f"{tuple(labels.shape)}"
             )
         ids = input_ids.long()
-        x = self.embed(ids) + self.pos(torch.arange(n, device=ids.device))
+        x = self.embed(ids) + self.pos(torch.arange(P, P + n, device=ids.device))
         x = self.drop(x)
         stats = ForwardStats(tokens=T)
         flops = {"embedding": _tt_lookup_flops(self.embed, T) if c.use_tt_embedding else 0}
         aux_sum: dict[str, list[torch.Tensor]] = {}
-        for blk in self.blocks:
-            x, ls, aux = blk(x)
+        caches: list[LayerCache] = []
+        for i, blk in enumerate(self.blocks):
+            x, ls, aux, cache = blk(x, past.layers[i] if past is not None else None, use_cache)
+            if cache is not None:
+                caches.append(cache)
             stats.layers.append(ls)
             for k, v in ls.flops.items():
                 flops[k] = flops.get(k, 0) + v
@@ -198,7 +237,7 @@ class QTensorFormer(nn.Module):
             )
             stats.lm_loss = lm.detach()
             loss = lm + sum(stats.aux_losses.values()) if stats.aux_losses else lm
-        return ModelOutput(logits, loss, stats)
+        return ModelOutput(logits, loss, stats, KVCache(caches) if use_cache else None)
 
     # ------------------------------------------------------------------ generation
     def generate(
@@ -208,36 +247,45 @@ class QTensorFormer(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Sample ``max_new_tokens`` tokens after ``input_ids`` (b, n) → (b, n + new).
 
-        ``temperature=0`` is greedy; ``top_k`` keeps the k most likely tokens. The context is
-        cropped to the last ``max_seq_len`` tokens. Runs in eval mode (restored afterwards).
+        ``temperature=0`` is greedy; ``top_k``, ``top_p`` and ``repetition_penalty`` act as in
+        Hugging Face ``generate`` (:class:`~qtensorformer.generation.SamplingConfig`). With
+        ``use_cache`` (default) each step runs only the new token against the cached keys
+        and values; once the sequence outgrows ``max_seq_len`` the context is cropped to the
+        last ``max_seq_len`` tokens and, positions having shifted, re-run each step. Runs in
+        eval mode (restored afterwards).
+
+        Example:
+            >>> import torch
+            >>> from qtensorformer import ModelConfig, QTensorFormer
+            >>> model = QTensorFormer(ModelConfig(vocab_size=50, hidden_dim=16, n_layers=1,
+            ...                                   n_heads=2, max_seq_len=32))
+            >>> model.generate(torch.tensor([[1, 2, 3]]), 5, temperature=0).shape
+            torch.Size([1, 8])
         """
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
-        self._check_ids(input_ids[:, -self.config.max_seq_len :])
+        sampling = SamplingConfig(temperature, top_k, top_p, repetition_penalty)
+        L = self.config.max_seq_len
+        self._check_ids(input_ids[:, -L:])
         was_training = self.training
         self.eval()
-        ids = input_ids.long()
+        ids, cache = input_ids.long(), None
         try:
-            for _ in range(max_new_tokens):
-                ctx = ids[:, -self.config.max_seq_len :]
-                logits = self(ctx)[0][:, -1].float()  # (b, V)
-                if temperature == 0:
-                    nxt = logits.argmax(-1, keepdim=True)
-                else:
-                    logits = logits / temperature
-                    if top_k is not None and top_k < logits.shape[-1]:
-                        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-                        logits = logits.masked_fill(logits < kth, float("-inf"))
-                    probs = torch.softmax(logits, -1)
-                    nxt = torch.multinomial(probs, 1, generator=generator)
-                ids = torch.cat([ids, nxt], 1)
+            with torch.no_grad():
+                for _ in range(max_new_tokens):
+                    if cache is not None and cache.length < L:
+                        out = self(ids[:, -1:], past_key_values=cache, use_cache=True)
+                    else:  # first step, no cache, or the window is full: the whole context
+                        out = self(ids[:, -L:], use_cache=use_cache and ids.shape[1] < L)
+                    cache = out.past_key_values
+                    nxt = next_token(out.logits[:, -1], ids, sampling, generator)
+                    ids = torch.cat([ids, nxt], 1)
         finally:
             self.train(was_training)
         return ids

@@ -1,5 +1,5 @@
 """The import direction of the library, read from the source (every import statement, at any
-depth): cli → train/report/explain/energy/compress/export → model → nn/io → tensor/quantum/
+depth): cli → train/report/explain/energy/compress/export → model → nn/io/generation → tensor/quantum/
 data → config → files (and the other private helpers). Units of one layer may import each
 other only without a cycle; imports of the library inside functions are allowed only in the
 CLI (start-up time), never to dodge a loop."""
@@ -25,6 +25,7 @@ LAYERS = {
     "model": 4,
     "nn": 3,
     "io": 3,
+    "generation": 3,
     "tensor": 2,
     "quantum": 2,
     "data": 2,

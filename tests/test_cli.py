@@ -194,7 +194,8 @@ def test_generate_continues_the_prompt(trained):
     args = ["generate", str(run.path), "--prompt", "the bank", "--max-new-tokens", "5"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    printed = flat(r.output)
+    printed, timing = flat(r.output).rsplit(" 5 tokens in ", 1)
+    assert "key/value cache on" in timing
     assert printed.startswith("the bank ")
     continuation = printed.removeprefix("the bank ")
     # the same sampling through the library: five new tokens, printed after the prompt
@@ -207,7 +208,11 @@ def test_generate_continues_the_prompt(trained):
     expected = flat(tok.decode(out[0, len(ids) :].tolist()))
     assert expected and continuation == expected
     r = runner.invoke(app, [*args[:-1], "0"])
-    assert r.exit_code == 0 and flat(r.output) == "the bank"
+    assert r.exit_code == 0 and flat(r.output).startswith("the bank 0 tokens in ")
+    r = runner.invoke(app, [*args, "--no-cache"])  # the same text without the cache
+    assert r.exit_code == 0 and flat(r.output).rsplit(" 5 tokens in ", 1)[0] == printed
+    r = runner.invoke(app, [*args, "--top-p", "1.5"])
+    assert r.exit_code != 0 and "top_p must be in (0, 1]" in flat(r.output)
 
 
 def test_energy_of_a_run(trained, tmp_path):

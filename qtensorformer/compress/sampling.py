@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..generation import SamplingConfig
 from ..model import QTensorFormer
 
 __all__ = ["continue_text"]
@@ -53,24 +54,29 @@ def continue_text(
     prompt: str,
     *,
     max_new_tokens: int = 30,
-    temperature: float = 0.8,
-    top_k: int | None = 40,
+    sampling: SamplingConfig | None = None,
     seed: int = 0,
+    use_cache: bool = True,
 ) -> str:
-    """The text ``model`` writes after ``prompt`` (``temperature=0``: greedy; ``top_k``: sample
-    among the k most likely tokens; ``seed`` makes sampling repeatable)."""
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    """The text ``model`` writes after ``prompt``. ``sampling`` (default temperature 0.8,
+    top-k 40) is the same for both kinds of model; ``seed`` makes sampling repeatable;
+    ``use_cache=False`` recomputes every position at every step (for timing the cache)."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if max_new_tokens == 0:
+        return ""
+    sampling = sampling or SamplingConfig(temperature=0.8, top_k=40)
     ids = _prompt_ids(tokenizer, prompt)
     x = torch.tensor([ids], device=next(model.parameters()).device)  # (1, n)
     torch.manual_seed(seed)
     if isinstance(model, QTensorFormer):
         gen = torch.Generator(device=x.device).manual_seed(seed)
-        out = model.generate(x, max_new_tokens, temperature, top_k, gen)
+        s = sampling
+        out = model.generate(
+            x, max_new_tokens, s.temperature, s.top_k, gen, s.top_p, s.repetition_penalty, use_cache
+        )
     else:
-        out = _hf_generate(model, tokenizer, x, max_new_tokens, temperature, top_k)
+        out = _hf_generate(model, tokenizer, x, max_new_tokens, sampling, use_cache)
     return _decode(tokenizer, out[0, len(ids) :].tolist())
 
 
@@ -79,14 +85,19 @@ def _hf_generate(
     tokenizer: Any,
     x: torch.Tensor,
     max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
+    sampling: SamplingConfig,
+    use_cache: bool,
 ) -> torch.Tensor:
-    """``model.generate`` (KV cache on) with sampling settings spelled the Hugging Face way."""
-    sample = temperature > 0
-    kw: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new_tokens}
-    if sample:
-        kw.update(temperature=temperature, top_k=top_k or 0)
+    """``model.generate`` with sampling settings spelled the Hugging Face way."""
+    s = sampling
+    kw: dict[str, Any] = {
+        "do_sample": not s.greedy,
+        "max_new_tokens": max_new_tokens,
+        "use_cache": use_cache,
+        "repetition_penalty": s.repetition_penalty,
+    }
+    if not s.greedy:
+        kw.update(temperature=s.temperature, top_k=s.top_k or 0, top_p=s.top_p)
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:
         pad = getattr(tokenizer, "eos_token_id", None)

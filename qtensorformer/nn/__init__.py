@@ -1,6 +1,6 @@
 """The model's building blocks: kernel attention, router, rank scheduler, DARUAN/KAN, blocks."""
 
-from .attention import AttentionOutput, CausalSelfAttention
+from .attention import AttentionOutput, CausalSelfAttention, LayerCache
 from .block import QTensorFormerBlock
 from .daruan import DARUAN, BSplineActivation, bspline_basis
 from .distill import KANFitReport, distill_to_kan, fit_bspline
@@ -19,6 +19,7 @@ __all__ = [
     "FeedForward",
     "ForwardStats",
     "KANFitReport",
+    "LayerCache",
     "LayerStats",
     "QTensorFormerBlock",
     "QuantumKernelAttention",

@@ -17,7 +17,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..quantum.circuits import circuit_flops
 from ..quantum.encoder import QuantumFeatureEncoder
-from .attention import CausalSelfAttention
+from .attention import CausalSelfAttention, LayerCache
 from .ffn import FeedForward
 from .kernel_attention import QuantumKernelAttention
 from .rank import RankScheduler
@@ -29,16 +29,20 @@ __all__ = ["BlockOutput", "QTensorFormerBlock"]
 
 class BlockOutput(NamedTuple):
     """``x`` (b, n, d) the block's output; ``stats``: what it decided and spent;
-    ``aux``: its unweighted auxiliary losses by name."""
+    ``aux``: its unweighted auxiliary losses by name; ``cache``: its attention's keys and
+    values up to this call's last position (only with ``use_cache``)."""
 
     x: torch.Tensor
     stats: LayerStats
     aux: dict[str, torch.Tensor]
+    cache: LayerCache | None = None
 
 
 class QTensorFormerBlock(nn.Module):
     """A transformer block with every pillar behind a :class:`~qtensorformer.ModelConfig`
-    switch. ``forward(x)`` → :class:`BlockOutput` ``(x, stats, aux)``."""
+    switch. ``forward(x, past=None, use_cache=False)`` → :class:`BlockOutput`
+    ``(x, stats, aux, cache)``; ``past`` is the attention's :class:`~qtensorformer.nn.LayerCache`
+    of the earlier positions (every other part of the block works per token)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -96,7 +100,9 @@ class QTensorFormerBlock(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> BlockOutput:
+    def forward(
+        self, x: torch.Tensor, past: LayerCache | None = None, use_cache: bool = False
+    ) -> BlockOutput:
         cfg = self.cfg
         b, n, _ = x.shape
         T = b * n
@@ -113,7 +119,7 @@ class QTensorFormerBlock(nn.Module):
         if score is not None and self.attn.router is not None:
             hardness = score / cfg.score_max
         need_att_entropy = self.needs_score and cfg.entropy_source == "attention"
-        a = self.attn(self.ln1(x), hardness, need_entropy=need_att_entropy)
+        a = self.attn(self.ln1(x), hardness, need_att_entropy, past, use_cache)
         x = x + self.drop(a.y)
         stats.flops["attention"] = a.flops - a.sim_flops
         if self.attn.quantum is not None:
@@ -137,7 +143,7 @@ class QTensorFormerBlock(nn.Module):
             stats.fixed_rank = cfg.tt_rank if cfg.use_tt_ffn else None
             f = self.ffn(h2)
         stats.flops["ffn"] = f.flops
-        return BlockOutput(x + self.drop(f.y), stats, aux)
+        return BlockOutput(x + self.drop(f.y), stats, aux, a.cache)
 
     def _record_encoder(self, stats: LayerStats, tokens: int) -> None:
         """The encoder's circuits and FLOPs on ``tokens`` tokens (fixed by its sizes)."""

@@ -34,21 +34,26 @@ __all__ = ["KERNEL_NORMS", "KernelAttentionOutput", "QuantumKernelAttention"]
 class KernelAttentionOutput(NamedTuple):
     """``y`` (b, h, R, e); what the call spent: ``flops`` (all of it), ``sim_flops`` (the
     state-vector simulation share: circuits, re-encoding, overlaps) and ``circuits``
-    (states prepared: one per query row and per key, per head)."""
+    (states prepared: one per query row and per key not given in ``past_key_states``, per
+    head); ``key_states`` (b, h, n, D): every key's encoded state, for a key/value cache."""
 
     y: torch.Tensor
     flops: int
     sim_flops: int
     circuits: int
+    key_states: torch.Tensor | None = None
 
 
 class QuantumKernelAttention(nn.Module):
     """Fidelity-kernel attention for a set of query rows against causal keys.
 
-    ``forward(q, k, v, allowed)`` with q (b, h, R, e), k and v (b, h, n, e) and ``allowed``
-    (b, 1 or h, R, n) bool (True where query i may attend key j) →
-    :class:`KernelAttentionOutput` (the output (b, h, R, e) and what the call spent). Every
-    allowed row must have at least one True.
+    ``forward(q, k, v, allowed, past_key_states=None)`` with q (b, h, R, e), k and v
+    (b, h, n, e) and ``allowed`` (b, 1 or h, R, n) bool (True where query i may attend key j)
+    → :class:`KernelAttentionOutput` (the output (b, h, R, e), what the call spent and the
+    keys' states). Every allowed row must have at least one True. ``past_key_states``
+    (b, h, P, D), the states of the first P keys from an earlier call (a key/value cache),
+    are reused: a key's state depends on that key alone, so only the other n − P keys are
+    simulated.
 
     Example:
         >>> import torch
@@ -99,26 +104,38 @@ class QuantumKernelAttention(nn.Module):
         )
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        allowed: torch.Tensor,
+        past_key_states: torch.Tensor | None = None,
     ) -> KernelAttentionOutput:
         b, h, R, e = q.shape
         n = k.shape[2]
-        K = self.kernel(q, k)  # (b, h, R, n)
+        P = 0 if past_key_states is None else past_key_states.shape[2]
+        if P > n:
+            raise ValueError(f"past_key_states holds {P} keys but k only {n}")
+        ks = self.states(k[:, :, P:], self.k_proj, self.k_bias)  # (b, h, n - P, D)
+        if P:
+            ks = torch.cat([past_key_states.to(ks.dtype), ks], 2)  # (b, h, n, D)
+        K = fidelity_kernel(self.states(q, self.q_proj, self.q_bias), ks)  # (b, h, R, n)
         if self.norm == "softmax":
             tau = self.log_temperature.exp().to(K.dtype)[None, :, None, None]
             att = torch.softmax((K / tau).masked_fill(~allowed, float("-inf")), -1)
         else:
             Km = K.masked_fill(~allowed, 0.0)
             att = Km / Km.sum(-1, keepdim=True).clamp_min(torch.finfo(K.dtype).tiny)
-        states = b * h * (R + n)
-        sim = self.simulation_flops(b, R, n)
+        states = b * h * (R + n - P)
+        sim = self.simulation_flops(b, R, n, n - P)
         flops = sim + 2 * states * e * self.n_qubits + 2 * b * h * R * n * e  # angles, att @ v
-        return KernelAttentionOutput(att @ v, flops, sim, states)
+        return KernelAttentionOutput(att @ v, flops, sim, states, ks)
 
-    def simulation_flops(self, b: int, R: int, n: int) -> int:
+    def simulation_flops(self, b: int, R: int, n: int, new_keys: int | None = None) -> int:
         """State-vector simulation FLOPs of one call on ``b`` sequences, ``R`` query rows and
-        ``n`` keys: circuits, the final re-encoding (2×2 gates on each wire), overlaps."""
-        states = b * self.n_heads * (R + n)
+        ``n`` keys of which ``new_keys`` (default all) are simulated: circuits, the final
+        re-encoding (2×2 gates on each wire), overlaps."""
+        states = b * self.n_heads * (R + (n if new_keys is None else new_keys))
         D = 1 << self.n_qubits
         return (
             circuit_flops(self.n_qubits, states, self.n_layers, self.ansatz, "ry", True, None)
