@@ -1,8 +1,8 @@
 """The import direction of the library, read from the source (every import statement, at any
-depth): cli → train/report/explain/energy/compress/export → model → nn/io/generation → tensor/quantum/
-data → config → files (and the other private helpers). Units of one layer may import each
-other only without a cycle; imports of the library inside functions are allowed only in the
-CLI (start-up time), never to dodge a loop."""
+depth): cli → train/report/explain/energy/compress/export → model → nn/io/generation →
+tensor/quantum/data → config → files (and the other private helpers). Units of one layer may
+import each other only without a cycle; imports of the library inside functions are allowed
+only in the CLI (start-up time), never to dodge a loop."""
 
 from __future__ import annotations
 
