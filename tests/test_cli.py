@@ -323,3 +323,16 @@ def test_output_paths_are_checked_before_any_work(tmp_path):
         locked.mkdir(mode=0o500)
         r = runner.invoke(app, ["train", *missing_data, "--out", str(locked / "run")])
         assert r.exit_code == 2 and "permission denied" in r.output
+
+
+def test_checkpoint_every_reads_steps_or_minutes(tmp_path):
+    from qtensorformer.cli.train import parse_checkpoint_every
+
+    assert parse_checkpoint_every("200") == (200, None)
+    assert parse_checkpoint_every("10m") == (None, 10.0)
+    assert parse_checkpoint_every("2.5min") == (None, 2.5)
+    assert parse_checkpoint_every(None) == (None, None)
+    for bad in ("0", "-3", "ten", "0m", "5h"):
+        r = runner.invoke(app, ["train", "--checkpoint-every", bad, "--out", str(tmp_path)])
+        assert r.exit_code == 2, (bad, r.output)
+        assert "neither a number of steps" in flat(r.output)

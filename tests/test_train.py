@@ -106,6 +106,40 @@ def test_resume_gives_the_same_losses(tmp_path, data, pillars):
     assert resumed.valid.nll == full.valid.nll
 
 
+def test_checkpoint_every_steps_writes_between_evaluations_and_resumes_exactly(tmp_path, data):
+    vocab, ids = data
+
+    def trainer(out):
+        cfg = _cfg(eval_every=100, checkpoint_every_steps=3, keep_last=10)
+        return Trainer(_model(vocab), ids["train"], ids["valid"], cfg, out, vocab, quiet=True)
+
+    full = trainer(tmp_path / "a").fit()
+    steps = sorted(p.name for p in (tmp_path / "a" / "checkpoints").glob("step-*"))
+    assert steps == ["step-0000003", "step-0000006", "step-0000008"]  # every 3 and the end
+    first = _run_until(trainer(tmp_path / "b"), 6)  # a crash after the step-6 checkpoint
+    resumed = trainer(tmp_path / "b").fit(resume=True)
+    assert first.steps == 6 and resumed.steps == 8
+    assert first.losses + resumed.losses == full.losses
+
+
+def test_checkpoint_every_minutes(tmp_path, data, monkeypatch):
+    vocab, ids = data
+    import qtensorformer.train.trainer as tr
+
+    clock = iter(itertools.count(0.0, 25.0))  # every reading of the clock: 25 s later
+    monkeypatch.setattr(tr.time, "perf_counter", lambda: next(clock))
+    cfg = _cfg(eval_every=100, checkpoint_every_minutes=1.0, keep_last=10)
+    Trainer(_model(vocab), ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
+    steps = sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*"))
+    assert len(steps) >= 3 and steps[-1] == "step-0000008"  # some between, and the last
+
+
+@pytest.mark.parametrize("field", ["checkpoint_every_steps", "checkpoint_every_minutes"])
+def test_bad_checkpoint_interval(field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: 0})
+
+
 def _run_until(trainer, steps):
     """Run ``trainer`` but stop after ``steps`` steps, as a crash would (keeping the schedule
     of the full run)."""

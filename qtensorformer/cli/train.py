@@ -57,6 +57,30 @@ def resume_inputs(
     return cfg, tcfg, prepared
 
 
+def parse_checkpoint_every(text: str | None) -> tuple[int | None, float | None]:
+    """``--checkpoint-every``: ``"200"`` → (200 steps, None); ``"10m"`` or ``"2.5min"`` →
+    (None, minutes); None → (None, None)."""
+    if text is None:
+        return None, None
+    t = text.strip().lower()
+    for suffix in ("minutes", "min", "m"):
+        if t.endswith(suffix):
+            try:
+                minutes = float(t.removesuffix(suffix))
+            except ValueError:
+                break
+            if minutes > 0:
+                return None, minutes
+            break
+    else:
+        if t.isdigit() and int(t) > 0:
+            return int(t), None
+    fail(
+        f"--checkpoint-every {text!r} is neither a number of steps (e.g. 200) nor of minutes "
+        "(e.g. 10m)"
+    )
+
+
 def train(
     preset: Annotated[str, typer.Option(help="Model size: small, medium, large, xl.")] = "small",
     variant: Annotated[
@@ -81,6 +105,12 @@ def train(
         float | None, typer.Option(help="Stop training after this many minutes.")
     ] = None,
     eval_every: EvalEveryOpt = 500,
+    checkpoint_every: Annotated[
+        str | None,
+        typer.Option(
+            help="Also checkpoint between evaluations: every N steps ('200') or minutes ('10m')."
+        ),
+    ] = None,
     eval_max_tokens: Annotated[
         int | None, typer.Option(help="Tokens of each validation estimate (the final one is full).")
     ] = 100_000,
@@ -113,6 +143,7 @@ def train(
     from ..train.run import prepare_data, train_one
 
     variant = "dense" if dense else variant
+    every_steps, every_minutes = parse_checkpoint_every(checkpoint_every)
     run = RunDir(check_output_dir(out or f"runs/{preset}-{variant}-{data}"))
     with user_errors():
         if resume:
@@ -132,6 +163,8 @@ def train(
                 epochs=epochs,
                 max_minutes=max_minutes,
                 eval_every=eval_every,
+                checkpoint_every_steps=every_steps,
+                checkpoint_every_minutes=every_minutes,
                 eval_max_tokens=eval_max_tokens,
                 patience=patience,
                 max_latency_ms=max_latency_ms,

@@ -23,6 +23,11 @@ class TrainConfig:
     :mod:`qtensorformer.energy`; every evaluation logs that estimate) are held by a
     :class:`~qtensorformer.train.budget.BudgetController`.
 
+    Checkpoints are written at every evaluation (``eval_every``), at the end, on SIGINT or
+    SIGTERM, and between evaluations every ``checkpoint_every_steps`` steps and/or every
+    ``checkpoint_every_minutes`` of wall clock (whichever comes first); ``keep_last`` of them
+    are kept.
+
     Example:
         >>> TrainConfig(batch_size=8, seq_len=64, max_steps=100).tokens_per_step
         504
@@ -48,6 +53,8 @@ class TrainConfig:
     patience: int | None = None
     seed: int = 0
     keep_last: int = 3
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_minutes: float | None = None
     log_every: int = 20
     device: str = "auto"
     amp: str = "auto"
@@ -65,7 +72,13 @@ class TrainConfig:
             fail(f"seq_len must be an int >= 2, got {self.seq_len!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             fail(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
-        for name in ("max_steps", "max_tokens", "eval_max_tokens", "patience"):
+        for name in (
+            "max_steps",
+            "max_tokens",
+            "eval_max_tokens",
+            "patience",
+            "checkpoint_every_steps",
+        ):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 fail(f"{name} must be a positive int or None, got {v!r}")
@@ -77,8 +90,10 @@ class TrainConfig:
             fail("weight_decay must be >= 0 and grad_clip > 0")
         if not self.epochs > 0:
             fail(f"epochs must be > 0, got {self.epochs!r}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            fail(f"max_minutes must be > 0 or None, got {self.max_minutes!r}")
+        for name in ("max_minutes", "checkpoint_every_minutes"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not v > 0):
+                fail(f"{name} must be > 0 or None, got {v!r}")
         for name in ("max_latency_ms", "max_energy_uj"):
             v = getattr(self, name)
             if v is not None and not v > 0:

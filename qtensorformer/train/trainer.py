@@ -192,7 +192,9 @@ class FitRun:
     task: TaskID
     started: float
     last_checkpoint: Path | None = None
-    saved_at: int = -1
+    saved_at: int = -1  # step of the last checkpoint written
+    saved_clock: float = 0.0  # perf_counter() when it was written
+    start_step: int = 0  # step this call started from
     losses: list[float] = field(default_factory=list)
     window: LogWindow = field(default_factory=LogWindow)
 
@@ -368,6 +370,16 @@ class Trainer:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
+    def _checkpoint_due(self, run: FitRun) -> bool:
+        """Whether ``checkpoint_every_steps`` or ``checkpoint_every_minutes`` has passed since
+        the last checkpoint (or the start of this call), on any process."""
+        c = self.config
+        steps = c.checkpoint_every_steps
+        by_steps = steps is not None and run.state.step - max(run.saved_at, run.start_step) >= steps
+        minutes = c.checkpoint_every_minutes
+        since = time.perf_counter() - max(run.saved_clock, run.started)
+        return self._agree(by_steps or (minutes is not None and since >= minutes * 60))
+
     def _out_of_time(self, started: float, state: FitState) -> bool:
         """Whether training must stop to keep ``max_minutes`` (since ``started``), leaving the
         final evaluation its share (on any process)."""
@@ -414,6 +426,8 @@ class Trainer:
             if run.state.step % c.eval_every == 0 or run.state.step >= total:
                 if self._evaluate_and_checkpoint(run):
                     return "early_stopped", f"no validation improvement in {c.patience} evaluations"
+            elif self._checkpoint_due(run):
+                self._save_checkpoint(run)
             if run.state.step < total and self._out_of_time(run.started, run.state):
                 return "time_limit", (
                     f"stopped by max_minutes={c.max_minutes} at step {run.state.step} of "
@@ -461,6 +475,7 @@ class Trainer:
             started=time.perf_counter(),
             last_checkpoint=latest_checkpoint(self.run_dir) if resume else None,
             saved_at=state.step if resume else -1,
+            start_step=state.step,
         )
         self.losses_so_far = run.losses  # visible while fit runs (e.g. after an interruption)
         return run
@@ -797,7 +812,7 @@ class Trainer:
             )
         if self.world_size > 1:
             dist.barrier()
-        run.last_checkpoint, run.saved_at = path, step
+        run.last_checkpoint, run.saved_at, run.saved_clock = path, step, time.perf_counter()
         return path
 
     # ------------------------------------------------------------------ the end
