@@ -22,11 +22,14 @@ from qtensorformer.report import (
     write_report,
 )
 from qtensorformer.report.content import (
+    Curve,
     Decision,
     EnergyTable,
     LayerDistribution,
     LayerNote,
     ModelRow,
+    ParetoPoint,
+    ParetoSeries,
     RunSetup,
     TokenAnalysis,
 )
@@ -205,3 +208,95 @@ def test_renderers_leave_out_what_is_missing():
         assert "Data:" not in out and "Training" not in out and "Decisions per token" not in out
         assert "Energy" not in out
     assert "<img" not in page and "![" not in md
+
+
+# ---------------------------------------------------------------------------- figures that read
+def test_a_newline_token_is_drawn_and_keeps_the_notes_list_whole(demo, tmp_path):
+    text = "the bank\nby the river"  # the line break becomes the end-of-line token
+    paths = write_report(demo, tmp_path / "rep", text=text)
+    md = paths["markdown"].read_text()
+    page = paths["html"].read_text()
+    data = collect(demo, text=text, sample_tokens=64)
+    tokens = [d.token for d in data.tokens.decisions[0]]
+    assert "↵" in tokens and all(t.strip() and "\n" not in t for t in tokens)
+    assert ">↵<sup>" in page or ">↵</span>" in page
+    notes = md.split("## Decisions per token", 1)[1].split("\n\nPer layer", 1)[0]
+    bullets = [line for line in notes.splitlines() if line.startswith(("- ", "  - "))]
+    assert bullets and notes.rstrip().endswith(bullets[-1])  # no line breaks out of the list
+
+
+def _captured(monkeypatch):
+    """Figures drawn by the report's functions, kept open instead of saved."""
+    import qtensorformer.report.figures as figs
+
+    kept = []
+    monkeypatch.setattr(figs, "_save", lambda fig, path: kept.append(fig) or path)
+    return figs, kept
+
+
+def _tick_labels(ax):
+    ax.figure.canvas.draw()
+    return [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+
+
+def test_log_axes_label_plain_numbers_and_the_lowest_value(monkeypatch, tmp_path):
+    figs, kept = _captured(monkeypatch)
+    series = [ParetoSeries("a", [ParetoPoint(1e6, 3.7, True)])]
+    series.append(ParetoSeries("b", [ParetoPoint(2e6, 412.0, True)]))
+    figs.draw_pareto(series, tmp_path / "p.png")
+    ax = kept[-1].axes[0]
+    labels = _tick_labels(ax)
+    assert ax.get_yscale() == "log"
+    assert labels and all(re.fullmatch(r"[\d,.]+", t) for t in labels), labels  # no 4×10⁰
+    values = [float(t.replace(",", "")) for t in labels]
+    assert min(values) <= 3.7 * 1.13 and max(values) >= 412 / 1.13  # both ends labelled
+
+
+def test_one_evaluation_gets_a_sensible_axis_and_its_value(monkeypatch, tmp_path):
+    figs, kept = _captured(monkeypatch)
+    curve = Curve("dense", [10, 20], [5.6, 5.5], [20], [248.3])
+    figs.draw_curves([curve], tmp_path / "c.png")
+    ax = kept[-1].axes[1]
+    lo, hi = ax.get_ylim()
+    assert ax.get_yscale() == "linear" and lo == 0 and hi >= 248.3 * 1.2  # not 235 to 262
+    assert any(t.get_text() == "248.3" for t in ax.texts)
+
+
+def test_energy_panels_split_classical_and_circuit_hardware(monkeypatch, tmp_path):
+    figs, kept = _captured(monkeypatch)
+    energy = EnergyTable(
+        128,
+        {
+            m: {"cpu_xeon": 50.0 * f, "gpu_a100": 8.0 * f, "ibm_quantum": 4e13}
+            for m, f in (("dense", 1.0), ("tt", 0.97))
+        },
+        {"cpu_xeon": "classical", "gpu_a100": "classical", "ibm_quantum": "qpu"},
+        {"dense": 0.81, "tt": 0.86},
+        {"dense": 4_100_000, "tt": 3_980_000},
+    )
+    figs.draw_energy(energy, tmp_path / "e.png")
+    left, right = kept[-1].axes
+    assert [t.get_text() for t in left.get_xticklabels()] == ["cpu_xeon", "gpu_a100"]
+    assert [t.get_text() for t in right.get_xticklabels()] == ["ibm_quantum"]
+    assert left.get_ylim()[1] < 100  # not flattened by the QPU's 4e13
+    from qtensorformer.report.text import energy_caption
+
+    caption = energy_caption(energy)
+    assert "dense 4.1 MFLOP (LM head 81%), tt 4.0 MFLOP (LM head 86%)" in caption
+    assert "barely changes the classical energy" in caption
+    md = render_markdown(ReportData(title="r", energy=energy), {"energy": "e.png"})
+    assert caption in md
+
+
+def test_collect_measures_the_lm_heads_share(demo):
+    data = collect(demo, sample_tokens=64)
+    assert set(data.energy.lm_head_share) == {"dense", "all"}
+    assert all(0 < s < 1 for s in data.energy.lm_head_share.values())
+    from qtensorformer.report.text import energy_caption
+
+    caption = energy_caption(data.energy)  # a small vocabulary: the head is not most of it
+    if max(data.energy.lm_head_share.values()) < 0.5:
+        assert "MFLOP" in caption and "barely changes" not in caption
+    assert (
+        data.energy.kinds["ibm_quantum"] == "qpu" and data.energy.kinds["cpu_xeon"] == "classical"
+    )

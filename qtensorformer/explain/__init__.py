@@ -12,7 +12,7 @@ Example:
     True
 """
 
-from .audit import AuditTrail, TokenDecision, audit
+from .audit import AuditTrail, TokenDecision, audit, visible_token
 from .llm import Explanation, LLMExplainer
 from .templates import explain_budget, explain_token, explain_trail
 
@@ -25,4 +25,5 @@ __all__ = [
     "explain_budget",
     "explain_token",
     "explain_trail",
+    "visible_token",
 ]

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ..files import write_json
 
-__all__ = ["AuditTrail", "TokenDecision", "audit"]
+__all__ = ["AuditTrail", "TokenDecision", "audit", "visible_token"]
 
 
 @dataclass
@@ -103,10 +103,29 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
+#: What stands for the invisible characters of a token in tables, lists and figures.
+VISIBLE = {"\n": "↵", "\r": "␍", "\t": "⇥"}
+
+
+def visible_token(text: str) -> str:
+    r"""A token's text with line breaks and tabs drawn (``↵``, ``␍``, ``⇥``), other control
+    characters as ``\xNN``, and the empty token as ``∅``, so that it stays on one line and
+    is never blank.
+
+    Example:
+        >>> visible_token("\n"), visible_token(" the"), visible_token("\x01"), visible_token("")
+        ('↵', ' the', '\\x01', '∅')
+    """
+    if not text:
+        return "∅"
+    out = (VISIBLE.get(c) or (f"\\x{ord(c):02x}" if not c.isprintable() else c) for c in text)
+    return "".join(out)
+
+
 def _token_texts(ids: torch.Tensor, tokenizer) -> list[list[str]]:
     if tokenizer is None:
         return [[str(int(i)) for i in row] for row in ids]
-    return [[tokenizer.decode([int(i)]) for i in row] for row in ids]
+    return [[visible_token(tokenizer.decode([int(i)])) for i in row] for row in ids]
 
 
 @torch.no_grad()

@@ -149,7 +149,11 @@ def _sample_ids(
 ) -> tuple[list[int], str]:
     """Token ids of ``text`` or, when the run's corpus can be read, its validation split."""
     if text is not None:
-        return tok.encode(text), "given text"
+        if "\n" not in text:
+            return tok.encode(text), "given text"
+        # lines as the corpus reads them: an end-of-line token after each
+        ids = tok.encode_lines(text.splitlines()).tolist()
+        return (ids if text.endswith("\n") else ids[:-1]), "given text"
     try:
         corpus = load_corpus(run.info.get("data", "wikitext-2"), data_dir, use_hf=False)
         ids = tok.encode_lines(corpus.split("valid"))[:n].tolist()
@@ -241,14 +245,17 @@ def _token_analysis(
 
 def _energy(runs: list[RunRecord], seq_len: int) -> EnergyTable | None:
     """Estimated µJ per query of every run's model on every hardware profile."""
-    uj = {}
+    uj, head, classical = {}, {}, {}
     for r in runs:
         if r.model_dir is None:
             continue
         m = QTensorFormer.from_pretrained(r.model_dir)
         f = model_flops(m, min(seq_len, m.config.max_seq_len))
         uj[r.name] = {h: EnergyEstimator(h).estimate(f).energy_uj for h in PROFILES}
-    return EnergyTable(seq_len, uj) if uj else None
+        classical[r.name] = f.total - f.simulation
+        head[r.name] = f.by_module.get("lm_head", 0) / max(classical[r.name], 1)
+    kinds = {h: p.kind for h, p in PROFILES.items()}
+    return EnergyTable(seq_len, uj, kinds, head, classical) if uj else None
 
 
 # ---------------------------------------------------------------------------- collect

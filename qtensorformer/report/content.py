@@ -144,10 +144,16 @@ class TokenAnalysis:
 
 @dataclass
 class EnergyTable:
-    """Estimated µJ per query of ``seq_len`` tokens: ``uj[model][hardware profile]``."""
+    """Estimated µJ per query of ``seq_len`` tokens: ``uj[model][hardware profile]``;
+    ``kinds[profile]``: ``classical``, ``simulator`` or ``qpu``; ``classical_flops[model]``:
+    the model's classical forward FLOPs per query; ``lm_head_share[model]``: the fraction of
+    them spent in the LM head."""
 
     seq_len: int
     uj: dict[str, dict[str, float]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    lm_head_share: dict[str, float] = field(default_factory=dict)
+    classical_flops: dict[str, int] = field(default_factory=dict)
 
     @property
     def profiles(self) -> list[str]:

@@ -40,26 +40,89 @@ def viridis_hex(x: float) -> str:
     return matplotlib.colors.to_hex(matplotlib.colormaps["viridis"](x))
 
 
+def _plain(v: float, scientific: bool = False) -> str:
+    """A tick label in plain digits (``12,300``, ``0.5``), or ``4e+13`` when ``scientific``
+    or outside [0.001, 10⁷)."""
+    if scientific or not 1e-3 <= abs(v) < 1e7:
+        return f"{v:.3g}"
+    rounded = float(f"{v:.3g}")
+    text = f"{rounded:,.{max(0, 2 - math.floor(math.log10(abs(rounded))))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _log_axis(ax: Any, values: list[float]) -> None:
+    """A log y-axis for positive ``values`` labelled in plain numbers (never "4×10⁰"): 1-2-5
+    ticks over up to two decades, powers of ten beyond (every other one past eight decades),
+    and the lowest and highest value labelled too unless a tick already sits next to them."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    lo, hi = min(values), max(values)
+    ax.set_yscale("log")
+    ax.set_ylim(lo / 1.15, hi * 1.15)
+    decades = math.log10(hi / lo)
+    mantissas = (1, 2, 5) if decades <= 2 else (1,)
+    exps = range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+    ticks = [m * 10.0**e for e in exps for m in mantissas if lo / 1.15 <= m * 10.0**e <= hi * 1.15]
+    if decades > 8:
+        ticks = [t for t in ticks if round(math.log10(t)) % 2 == 0]
+    near = max(0.15, 0.06 * decades)  # decades within which an end's label would overlap a tick
+    ends = [v for v in (lo, hi) if not any(abs(math.log10(v / t)) < near for t in ticks)]
+    ax.yaxis.set_major_locator(FixedLocator(sorted(ticks + ends)))
+    sci = hi * 1.15 >= 1e7 or lo / 1.15 < 1e-3  # one style for every label of the axis
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _plain(v, sci)))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _value_axis(ax: Any, values: list[float]) -> None:
+    """Log scale when the values span more than 3×; linear from zero for a single value (one
+    dot on an axis of a few percent says nothing about its size); else linear with 10%
+    margins."""
+    lo, hi = min(values), max(values)
+    if lo > 0 and hi / lo > 3:
+        _log_axis(ax, values)
+    elif hi == lo:
+        ax.set_ylim(min(0.0, 1.3 * lo), max(0.0, 1.3 * hi) or 1.0)
+    else:
+        pad = (hi - lo) * 0.1
+        ax.set_ylim(lo - pad, hi + pad)
+
+
 def draw_curves(curves: list[Curve], path: Path) -> Path | None:
-    """Training loss and validation perplexity against the optimiser step, one colour a run."""
+    """Training loss and validation perplexity against the optimiser step, one colour a run;
+    a run with one evaluation gets its value written beside its point."""
     if all(c.empty for c in curves):
         return None
-    from matplotlib.ticker import ScalarFormatter
-
     fig, (a, b) = _plt().subplots(1, 2, figsize=(11, 4))
     for i, c in enumerate(curves):
         if c.train_steps:
-            a.plot(c.train_steps, c.train_loss, color=f"C{i}", label=c.name)
+            marker = "o-" if len(c.train_steps) < 5 else "-"
+            a.plot(c.train_steps, c.train_loss, marker, color=f"C{i}", label=c.name)
         if c.eval_steps:
             b.plot(c.eval_steps, c.eval_ppl, "o-", color=f"C{i}", label=c.name)
+            if len(c.eval_steps) == 1:
+                b.annotate(
+                    f"{c.eval_ppl[0]:,.1f}",
+                    (c.eval_steps[0], c.eval_ppl[0]),
+                    textcoords="offset points",
+                    xytext=(6, 6),
+                    color=f"C{i}",
+                )
     a.set(xlabel="step", ylabel="training LM loss (nats/token)", title="Training loss")
     b.set(xlabel="step", ylabel="validation perplexity", title="Validation perplexity")
-    b.set_yscale("log")
-    b.yaxis.set_major_formatter(ScalarFormatter())
-    b.yaxis.set_minor_formatter(ScalarFormatter())
+    ppl = [v for c in curves for v in c.eval_ppl]
+    if ppl:
+        _value_axis(b, ppl)
+    from matplotlib.ticker import MaxNLocator
+
+    steps = [s for c in curves for s in (*c.train_steps, *c.eval_steps)]
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+        if steps and max(steps) == min(steps):  # one step: a window around it
+            ax.set_xlim(steps[0] - 1, steps[0] + 1)
     for ax in (a, b):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     return _save(fig, path)
 
 
@@ -90,7 +153,7 @@ def draw_pareto(series: list[ParetoSeries], path: Path) -> Path | None:
         ylabel="validation perplexity",
         title="Evaluations and non-dominated points",
     )
-    ax.set_yscale("log")
+    _value_axis(ax, [p.ppl for s in series for p in s.points])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -158,23 +221,39 @@ def draw_routed(layers: list[LayerDistribution], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def draw_energy(energy: EnergyTable | None, path: Path) -> Path | None:
-    """Estimated µJ per query, grouped by hardware profile, one bar a model (log scale)."""
-    if energy is None or not energy.uj:
-        return None
-    names = energy.profiles
-    fig, ax = _plt().subplots(figsize=(9, 3.8))
+def _energy_panel(ax: Any, energy: EnergyTable, names: list[str], title: str) -> None:
+    """Bars of µJ per query for the profiles ``names``, one bar a model."""
     w = 0.8 / len(energy.uj)
     for i, (model, vals) in enumerate(energy.uj.items()):
         ax.bar([j + i * w for j in range(len(names))], [vals[h] for h in names], w, label=model)
     ax.set_xticks([j + 0.4 - w / 2 for j in range(len(names))], names, rotation=20)
-    ax.set_yscale("log")
-    ax.set(
-        ylabel="µJ per query (ESTIMATE, log scale)",
-        title="Estimated energy per query by hardware profile",
-    )
-    ax.legend(fontsize=8)
+    values = [v[h] for v in energy.uj.values() for h in names if v[h] > 0]
+    if values:
+        _value_axis(ax, values)
+        if ax.get_yscale() == "linear":
+            ax.set_ylim(0, max(values) * 1.15)  # bars start at zero
+    ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
+
+
+def draw_energy(energy: EnergyTable | None, path: Path) -> Path | None:
+    """Estimated µJ per query, one bar a model: classical profiles and circuit hardware
+    (simulator, QPU) in separate panels, each on its own scale."""
+    if energy is None or not energy.uj:
+        return None
+    classical = [h for h in energy.profiles if energy.kinds.get(h, "classical") == "classical"]
+    circuits = [h for h in energy.profiles if h not in classical]
+    panels = [(classical, "Classical hardware"), (circuits, "Circuit hardware")]
+    panels = [(names, title) for names, title in panels if names]
+    widths = [max(len(names), 1) for names, _ in panels]
+    fig, axes = _plt().subplots(
+        1, len(panels), figsize=(10, 3.8), gridspec_kw={"width_ratios": widths}, squeeze=False
+    )
+    for ax, (names, title) in zip(axes[0], panels, strict=True):
+        _energy_panel(ax, energy, names, title)
+    axes[0][0].legend(fontsize=8)
+    axes[0][0].set_ylabel("µJ per query (estimate)")
+    fig.suptitle("Estimated energy per query by hardware profile")
     return _save(fig, path)
 
 

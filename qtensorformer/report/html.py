@@ -107,7 +107,8 @@ def _tokens(analysis: TokenAnalysis, images: Mapping[str, bytes]) -> str:
 
 def _energy(energy: EnergyTable, images: Mapping[str, bytes]) -> str:
     out = _h(2, text.ENERGY_TITLE) + _p(text.energy_note(energy))
-    return out + _table(text.energy_table(energy)) + _figure("energy", images)
+    out += _table(text.energy_table(energy)) + _figure("energy", images)
+    return out + (_p(text.energy_caption(energy)) if "energy" in images else "")
 
 
 def render_html(data: ReportData, images: Mapping[str, bytes]) -> str:

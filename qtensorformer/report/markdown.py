@@ -50,7 +50,8 @@ def _tokens(analysis: TokenAnalysis, figures: Mapping[str, str]) -> list[str]:
 
 def _energy(energy: EnergyTable, figures: Mapping[str, str]) -> list[str]:
     lines = [f"## {text.ENERGY_TITLE}", "", text.energy_note(energy), ""]
-    return lines + _table(text.energy_table(energy)) + _figure("energy", figures)
+    lines += _table(text.energy_table(energy)) + _figure("energy", figures)
+    return lines + ([text.energy_caption(energy), ""] if "energy" in figures else [])
 
 
 def render_markdown(data: ReportData, figures: Mapping[str, str]) -> str:

@@ -15,6 +15,7 @@ __all__ = [
     "PARETO_NOTE",
     "TOKENS_LEGEND",
     "Table",
+    "energy_caption",
     "energy_note",
     "energy_table",
     "fmt",
@@ -125,3 +126,26 @@ def energy_table(energy: EnergyTable) -> Table:
     names = energy.profiles
     header = ["model", *[f"{h} µJ" for h in names]]
     return header, [[m, *[fmt(v[h], ",.4g") for h in names]] for m, v in energy.uj.items()]
+
+
+def energy_caption(energy: EnergyTable) -> str:
+    """One line under the energy figure: why its panels are split, what the classical
+    estimates follow (each model's FLOPs and its LM head's share) and, when the LM head
+    carries most of them, why compressing the blocks hardly moves the classical energy."""
+    line = (
+        "Classical profiles (left) and circuit hardware (right) are drawn apart: a QPU "
+        "estimate counts shots of every circuit and sits orders of magnitude above."
+    )
+    if energy.classical_flops:
+        per_model = ", ".join(
+            f"{m} {f / 1e6:,.1f} MFLOP (LM head {energy.lm_head_share.get(m, 0):.0%})"
+            for m, f in energy.classical_flops.items()
+        )
+        line += f" Classical estimates follow forward FLOPs per query: {per_model}."
+    shares = list(energy.lm_head_share.values())
+    if shares and min(shares) >= 0.5:
+        line += (
+            " The LM head (one d × vocabulary product per token) carries most of them, so "
+            "compressing the blocks barely changes the classical energy."
+        )
+    return line
