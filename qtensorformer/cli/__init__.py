@@ -12,6 +12,7 @@ import typer
 
 from .._version import __version__
 from ._common import console
+from .analyze import analyze
 from .compare import compare_cmd
 from .compress import compress
 from .demo import demo
@@ -42,6 +43,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "generate": generate,
     "compare": compare_cmd,
     "compress": compress,
+    "analyze": analyze,
     "demo": demo,
     "export": export_cmd,
     "explain": explain,
