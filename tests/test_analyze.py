@@ -181,3 +181,22 @@ def test_cli_analyze_writes_the_report(llama_folder, tmp_path):  # noqa: F811
     assert data["correlations"] == {}
     bad = CliRunner().invoke(app, ["analyze", str(llama_folder), "--ratio", "0"])
     assert bad.exit_code == 2 and "ratio must lie in (0, 1)" in bad.output
+
+
+def test_middle_verdict_needs_the_peak_in_the_middle():
+    from qtensorformer.compress.analysis import AnalysisReport, MatrixAnalysis
+
+    def report(values):
+        mats = [
+            MatrixAnalysis(f"b.{i}.w", i, "w", (4, 4), 2, v, 1.0, 0.1, v, 1.0, 0.1)
+            for i, v in enumerate(values)
+        ]
+        return AnalysisReport(0.4, len(values), {"n_samples": 1, "seq_len": 1}, mats)
+
+    peak_outside = report([1.0, 5.0, 3.0, 3.0, 3.0, 3.0, 0.1, 0.1, 0.1])  # middle mean wins
+    v = peak_outside.middle_verdict("entropy")
+    assert v["middle_mean"] > v["outer_mean"] and not v["middle_highest"]
+    assert v["peak_layer"] == 1 and v["middle"] == (3, 5)
+    assert report([1.0, 1.0, 1.0, 2.0, 4.0, 2.0, 1.0, 1.0, 1.0]).middle_verdict("entropy")[
+        "middle_highest"
+    ]

@@ -65,7 +65,8 @@ def analyze(
         v = rep.middle_verdict(kind)
         console.print(
             f"{kind}: peak at layer {v['peak_layer']} of {rep.n_layers}; middle third "
-            f"{v['middle_mean']:.3f} vs outer {v['outer_mean']:.3f}"
+            f"{v['middle_mean']:.3f} vs outer {v['outer_mean']:.3f} ({v['difference']:+.1%}); "
+            f"middle layers most entangled: {'yes' if v['middle_highest'] else 'no'}"
         )
     for measure, corrs in rep.correlations.items():
         for c in corrs:

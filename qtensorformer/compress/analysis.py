@@ -144,22 +144,27 @@ class AnalysisReport:
         return list(dict.fromkeys(m.kind for m in self.matrices))
 
     def middle_verdict(self, measure: str = "w_entropy") -> dict[str, Any]:
-        """Is ``measure`` highest in the middle third of the layers? The peak layer, and the
-        mean of the middle third against the outer two thirds."""
+        """Is ``measure`` highest in the middle third of the layers? Yes only when its peak
+        layer lies in the middle third *and* the middle third's mean exceeds the outer two
+        thirds'; returns the peak layer, both means and their relative difference."""
         vals = self.per_layer(measure)
         n = len(vals)
         third = n // 3
         middle = vals[third : n - third] if n >= 3 else vals
         outer = vals[:third] + vals[n - third :] if n >= 3 else []
         peak = max(range(n), key=lambda i: vals[i])
-        mid, out = sum(middle) / len(middle), (sum(outer) / len(outer) if outer else math.nan)
+        mid = sum(middle) / len(middle)
+        out = sum(outer) / len(outer) if outer else math.nan
+        in_middle = third <= peak < n - third
         return {
             "measure": measure,
             "peak_layer": peak,
-            "peak_in_middle": third <= peak < n - third,
+            "peak_in_middle": in_middle,
+            "middle": (third, n - third - 1),
             "middle_mean": mid,
             "outer_mean": out,
-            "middle_highest": bool(outer) and mid > out,
+            "difference": mid / out - 1 if outer and out else math.nan,
+            "middle_highest": bool(outer) and in_middle and mid > out,
         }
 
     def to_dict(self) -> dict[str, Any]:

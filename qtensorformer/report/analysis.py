@@ -189,13 +189,13 @@ def _verdict_lines(rep: AnalysisReport) -> list[str]:
     out = []
     for measure in ("entropy", "w_entropy"):
         v = rep.middle_verdict(measure)
-        third = rep.n_layers // 3
+        lo, hi = v["middle"]
         out.append(
-            f"{MEASURES[measure]}: highest at layer {v['peak_layer']} "
-            f"({'inside' if v['peak_in_middle'] else 'outside'} the middle third, layers "
-            f"{third}–{rep.n_layers - third - 1}); middle-third mean {v['middle_mean']:.3f} vs "
-            f"outer {v['outer_mean']:.3f}: the middle layers are "
-            f"{'' if v['middle_highest'] else 'not '}the most entangled by this measure."
+            f"{MEASURES[measure]}: are the middle layers ({lo}–{hi}) the most entangled? "
+            f"{'Yes' if v['middle_highest'] else 'No'}. Peak at layer {v['peak_layer']} "
+            f"({'inside' if v['peak_in_middle'] else 'outside'} the middle third); "
+            f"middle-third mean {v['middle_mean']:.3f} vs outer {v['outer_mean']:.3f} "
+            f"({v['difference']:+.1%})."
         )
     return out
 
