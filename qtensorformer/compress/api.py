@@ -7,7 +7,9 @@ statistics of that block's inputs, which come from the blocks before it, already
 ``basis-sharing`` goes group by group of adjacent blocks instead (:func:`_group_passes`):
 the group's blocks run one after another, uncompressed, to collect every member's
 statistics, then the group is compressed (:mod:`qtensorformer.compress.sharing`) and runs
-again to give the next group's inputs.
+again to give the next group's inputs. ``ttns`` is one such group of every block
+(:mod:`qtensorformer.compress.ttns`): its trees span all layers, so all statistics come
+from the uncompressed model in one pass.
 ``allocation="spectrum"`` (and ``"spectrum-absolute"``) needs every matrix's spectrum
 first; for aware methods that is one extra calibration pass over the uncompressed model.
 
@@ -28,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -50,13 +53,14 @@ from .calibrate import (
     is_compressible,
     linear_weight,
 )
-from .config import BasisSharingConfig, CalibrationConfig, MethodConfig
+from .config import BasisSharingConfig, CalibrationConfig, MethodConfig, SVDLLMConfig, TTNSConfig
 from .linalg import activation_error, weight_error
 from .methods import compress_matrix, matrix_spectrum, min_params, target_from_module
 from .progress import progress_bar
 from .resume import Resume, fingerprint
 from .sharing import block_groups, compress_shared, shared_types, split_group
 from .summary import CompressionReport, ModuleReport
+from .ttns import compress_tree, tree_sets, ttns_types
 
 __all__ = ["compress_", "select_linears"]
 
@@ -345,7 +349,8 @@ def _check_inputs(config: Any, calibration, opts: CalibrationConfig) -> torch.Te
     if not isinstance(config, MethodConfig):
         raise TypeError(
             "config must be a compression method config (SVDConfig, ASVDConfig, SVDLLMConfig, "
-            f"TTConfig, TTAwareConfig, BasisSharingConfig), got {type(config).__name__}"
+            "TTConfig, TTAwareConfig, BasisSharingConfig, TTNSConfig), got "
+            f"{type(config).__name__}"
         )
     if calibration is None:
         if config.aware:
@@ -418,6 +423,39 @@ def _compress_sharing(model, config, inside, path, calibration, opts, budgets, r
     _group_passes(model, path, inside, calibration, opts, groups, visit, "compress")
 
 
+def _compress_ttns(model, config, inside, path, calibration, opts, budgets, records, resume_dir):
+    """TTNS: one calibration pass over every block, uncompressed; then each shared type's
+    members in one tree, the other modules one by one (SVD-LLM at their uniform budget)."""
+    if resume_dir is not None:
+        raise ValueError(
+            "ttns cannot resume an interrupted run (a tree spans every block): run it without "
+            "resume_dir / --resume"
+        )
+    shared = ttns_types(config, model, inside, path)
+    tree_sets(list(inside), path, shared)  # a shared type in one block only: fail before the pass
+    per_layer = SVDLLMConfig(ratio=config.ratio, rank=config.rank, damp=config.damp)
+
+    def visit(names, stats, held):
+        sets, singles = tree_sets(names, path, shared)
+        _replace_in(model, "", set(singles), per_layer, budgets, stats, records, held)
+        for name in singles:
+            records[name] = dataclasses.replace(records[name], method=config.name)
+        for members in sets:
+            compress_tree(model, {n: inside[n] for n in members}, config, stats, held, records)
+
+    every = [list(range(len(find_blocks(model)[1])))]
+    once = dataclasses.replace(opts, sequential=False)  # no block runs after the only group
+    _group_passes(model, path, inside, calibration, once, every, visit, "compress")
+
+
+def _runner(config: MethodConfig):
+    if isinstance(config, BasisSharingConfig):
+        return _compress_sharing
+    if isinstance(config, TTNSConfig):
+        return _compress_ttns
+    return _compress_calibrated
+
+
 def compress_(
     model: nn.Module,
     config: MethodConfig,
@@ -448,8 +486,7 @@ def compress_(
         budgets = _budgets(config, model, selected, path, calibration, opts)
         data_free = selected
         if calibration is not None and inside:
-            sharing = isinstance(config, BasisSharingConfig)
-            run = _compress_sharing if sharing else _compress_calibrated
+            run = _runner(config)
             run(model, config, inside, path, calibration, opts, budgets, records, resume_dir)
             data_free = outside
         _replace_in(model, "", set(data_free), config, budgets, {}, records)
@@ -457,7 +494,7 @@ def compress_(
     if calibration is not None:
         N, L = calibration.shape
         info = {"n_samples": N, "seq_len": L, "tokens": N * L, "holdout": opts.holdout}
-        info["sequential"] = opts.sequential
+        info["sequential"] = opts.sequential and not isinstance(config, TTNSConfig)
     return CompressionReport(
         config.name,
         _config_dict(config),

@@ -4,8 +4,10 @@ A folder holds ``model.safetensors`` (the whole state dict, shared tensors once)
 ``compressed.json``: a format tag, the model class, the base model's config, one entry per
 compressed module (layer type, shapes, ranks/modes, bias; a ``SharedBasisLinear`` also its
 ``group``: the names of every module holding the same basis, in order, listed alike by
-each) and the weights' size and SHA-256. The shared basis is written once; loading builds
-one basis parameter per group and hands it to every member.
+each; a ``TreeSharedLinear`` (``ttns``) its path's ``ranks`` and ``nodes``: one key per node
+from its root down, the same key in every layer below that node) and the weights' size and
+SHA-256. A shared basis or tree node is written once; loading builds one parameter per group
+or node key and hands it to every layer holding it.
 Both files are written atomically, the manifest last. :func:`load_compressed` rebuilds the
 layer types in a freshly built model of the uncompressed architecture, then loads the
 weights; anything foreign, corrupt, truncated or mismatched raises
@@ -43,6 +45,7 @@ from ..files import CheckpointError, atomic_write
 from ..nn.replace import replace_modules
 from ..tensor import TTLinear
 from ..tensor.lowrank import LowRankLinear, SharedBasisLinear
+from ..tensor.tree import TreeSharedLinear
 from .calibrate import is_compressible, linear_weight
 from .summary import CompressionReport
 
@@ -64,9 +67,26 @@ WEIGHTS = "model.safetensors"
 
 
 # ---------------------------------------------------------------------------- layer specs
-def layer_spec(module: nn.Module, group: list[str] | None = None) -> dict[str, Any]:
+def layer_spec(
+    module: nn.Module, group: list[str] | None = None, nodes: list[str] | None = None
+) -> dict[str, Any]:
     """What it takes to rebuild a compressed layer (without its values); ``group``: the
-    names of the modules sharing a SharedBasisLinear's basis."""
+    names of the modules sharing a SharedBasisLinear's basis; ``nodes``: the keys of a
+    TreeSharedLinear's path nodes, root first (required for one)."""
+    if isinstance(module, TreeSharedLinear):
+        if nodes is None or len(nodes) != len(module.ranks):
+            raise ValueError(
+                f"a TreeSharedLinear needs one node key per path node ({len(module.ranks)}), "
+                f"got {nodes!r}: save it with save_compressed"
+            )
+        return {
+            "type": "TreeSharedLinear",
+            "in_features": module.in_features,
+            "out_features": module.out_features,
+            "ranks": list(module.ranks),
+            "nodes": list(nodes),
+            "bias": module.bias is not None,
+        }
     if isinstance(module, SharedBasisLinear):
         return {
             "type": "SharedBasisLinear",
@@ -96,15 +116,20 @@ def layer_spec(module: nn.Module, group: list[str] | None = None) -> dict[str, A
         }
     raise TypeError(
         f"{type(module).__name__} is not a compressed layer (LowRankLinear, SharedBasisLinear, "
-        "TTLinear)"
+        "TreeSharedLinear, TTLinear)"
     )
 
 
 def build_layer(
-    name: str, spec: dict[str, Any], like: nn.Module, basis: nn.Parameter | None = None
+    name: str,
+    spec: dict[str, Any],
+    like: nn.Module,
+    basis: nn.Parameter | None = None,
+    chain: list[nn.Parameter] | None = None,
 ) -> nn.Module:
     """An empty layer of ``spec`` with the dtype/device of the module it replaces; a
-    SharedBasisLinear takes its group's ``basis`` (rank × in_features)."""
+    SharedBasisLinear takes its group's ``basis`` (rank × in_features), a TreeSharedLinear
+    its path's node parameters ``chain`` (root first)."""
     w = linear_weight(like)
     if tuple(w.shape) != (spec["out_features"], spec["in_features"]):
         raise CheckpointError(
@@ -116,6 +141,10 @@ def build_layer(
         if basis is None:
             raise ValueError(f"{name} is a SharedBasisLinear: give its group's basis")
         return SharedBasisLinear(basis, spec["out_features"], bias=kw["bias"])
+    if spec["type"] == "TreeSharedLinear":
+        if chain is None:
+            raise ValueError(f"{name} is a TreeSharedLinear: give its path's node parameters")
+        return TreeSharedLinear(chain, spec["out_features"], bias=kw["bias"])
     if spec["type"] == "LowRankLinear":
         return LowRankLinear(spec["in_features"], spec["out_features"], int(spec["rank"]), **kw)
     return TTLinear(
@@ -131,6 +160,7 @@ def build_layer(
 _SPEC_KEYS = {
     "LowRankLinear": {"in_features", "out_features", "rank", "bias"},
     "SharedBasisLinear": {"in_features", "out_features", "rank", "bias", "group"},
+    "TreeSharedLinear": {"in_features", "out_features", "ranks", "nodes", "bias"},
     "TTLinear": {"in_features", "out_features", "in_modes", "out_modes", "ranks", "bias"},
 }
 
@@ -174,6 +204,38 @@ def _check_group(name: str, specs: dict[str, Any]) -> None:
                 f"(rank {other['rank']} × {other['in_features']}, not {spec['rank']} × "
                 f"{spec['in_features']})"
             )
+
+
+def _check_trees(specs: dict[str, Any]) -> None:
+    """Every TreeSharedLinear entry: equally long lists of distinct node keys and positive
+    ranks, and each node key with one path above it and one shape wherever it is listed."""
+    seen: dict[str, tuple[tuple, str]] = {}
+    for name, spec in specs.items():
+        if spec["type"] != "TreeSharedLinear":
+            continue
+        nodes, ranks = spec["nodes"], spec["ranks"]
+        if (
+            not isinstance(nodes, list)
+            or not nodes
+            or not all(isinstance(key, str) for key in nodes)
+            or len(set(nodes)) != len(nodes)
+            or not isinstance(ranks, list)
+            or len(ranks) != len(nodes)
+            or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in ranks)
+        ):
+            raise CheckpointError(
+                f"the manifest's tree path of {name} is broken: nodes {nodes!r} and ranks "
+                f"{ranks!r} must be equally long lists of distinct node keys and positive ints"
+            )
+        for i, key in enumerate(nodes):
+            here = (tuple(nodes[:i]), tuple(ranks[: i + 1]), spec["in_features"])
+            first, owner = seen.setdefault(key, (here, name))
+            if first != here:
+                raise CheckpointError(
+                    f"the manifest's tree path of {name} is broken: node {key!r} has another "
+                    f"path or shape there than in {owner} (nodes above it {list(here[0])} vs "
+                    f"{list(first[0])}, ranks {list(here[1])} vs {list(first[1])})"
+                )
 
 
 # ---------------------------------------------------------------------------- saving
@@ -223,6 +285,29 @@ def _basis_groups(model: nn.Module, names: list[str]) -> dict[str, list[str]]:
     return {name: group for group in by_basis.values() for name in group}
 
 
+def _tree_nodes(model: nn.Module, names: list[str]) -> dict[str, list[str]]:
+    """For each TreeSharedLinear of ``model``: its path's node keys, a node keyed
+    ``<first module holding it>.chain.<position>`` (every holder must be among ``names``)."""
+    keys: dict[int, str] = {}
+    holders: dict[int, set[str]] = {}
+    paths: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, TreeSharedLinear):
+            path = []
+            for i, node in enumerate(module.chain):
+                path.append(keys.setdefault(id(node), f"{name}.chain.{i}"))
+                holders.setdefault(id(node), set()).add(name)
+            paths[name] = path
+    listed = set(names)
+    for group in holders.values():
+        if listed & group and not group <= listed:
+            raise ValueError(
+                f"{sorted(listed & group)} share tree nodes with {sorted(group - listed)}, "
+                "which are not saved: save the whole tree"
+            )
+    return paths
+
+
 def save_compressed(
     model: nn.Module,
     report_or_manifest: CompressionReport | dict[str, Any],
@@ -241,7 +326,8 @@ def save_compressed(
         raise ValueError(f"the model has no modules {missing}: was it compressed?")
     names = _module_names(report_or_manifest)
     groups = _basis_groups(model, names)
-    specs = {n: layer_spec(modules[n], groups.get(n)) for n in names}
+    paths = _tree_nodes(model, names)
+    specs = {n: layer_spec(modules[n], groups.get(n), paths.get(n)) for n in names}
     weights = atomic_write(directory / WEIGHTS, lambda p: save_model(model, str(p)))
     report = report_or_manifest if isinstance(report_or_manifest, CompressionReport) else None
     manifest = {
@@ -286,6 +372,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     for name, spec in manifest["modules"].items():
         if spec["type"] == "SharedBasisLinear":
             _check_group(name, manifest["modules"])
+    _check_trees(manifest["modules"])
     return manifest
 
 
@@ -303,11 +390,23 @@ def _check_weights(directory: Path, manifest: dict[str, Any]) -> Path:
 
 def _layer_builder(specs: dict[str, dict[str, Any]]):
     """``build(module, name)`` for replace_modules: the manifest's layers, the members of a
-    group all given the one basis parameter built for its first member."""
+    group all given the one basis parameter built for its first member, the layers of a
+    tree the one parameter built for each node key."""
     bases: dict[tuple[str, ...], nn.Parameter] = {}
+    nodes: dict[str, nn.Parameter] = {}
+
+    def tree_layer(module: nn.Module, name: str, spec: dict[str, Any]) -> nn.Module:
+        w = linear_weight(module)
+        cols = [int(spec["in_features"]), *map(int, spec["ranks"][:-1])]
+        for key, rows, c in zip(spec["nodes"], spec["ranks"], cols, strict=True):
+            if key not in nodes:
+                nodes[key] = TreeSharedLinear.new_node(rows, c, device=w.device, dtype=w.dtype)
+        return build_layer(name, spec, module, chain=[nodes[key] for key in spec["nodes"]])
 
     def build(module: nn.Module, name: str) -> nn.Module:
         spec = specs[name]
+        if spec["type"] == "TreeSharedLinear":
+            return tree_layer(module, name, spec)
         if spec["type"] != "SharedBasisLinear":
             return build_layer(name, spec, module)
         group = tuple(spec["group"])

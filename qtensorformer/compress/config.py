@@ -41,6 +41,7 @@ __all__ = [
     "SVDLLMConfig",
     "TTAwareConfig",
     "TTConfig",
+    "TTNSConfig",
     "method_config",
 ]
 
@@ -199,6 +200,85 @@ class BasisSharingConfig(MethodConfig):
             self.shared = _check_shared(self.shared)
 
 
+@dataclass
+class TTNSConfig(MethodConfig):
+    """Tree tensor network across layers (``ttns``, a hierarchical Tucker format over the
+    stacked whitened weights; :mod:`qtensorformer.compress.ttns`): every block's matrix of
+    one shared type (e.g. all ``mlp.gate_proj``) in one tree whose leaves are the layers in
+    block order, adjacent layers paired first (a balanced binary tree by halving the index
+    range). A root holds an orthonormal basis Q (k × m) of the whitened input space, every
+    other node a transfer C_v (k_v × k_parent) with orthonormal rows; layer l's basis is the
+    product down its root-to-leaf path, U_l = C_l ⋯ Q, and its own coefficients are
+    A_l = W_l S U_lᵀ (n × k_l), with one whitening S Sᵀ = Σ_l G_l + damp·mean(diag)·I for the
+    whole type (as Basis Sharing). Fitted to E = Σ_l ‖(W_l − Ŵ_l) S‖_F²: top-down truncated
+    SVDs, then ``sweeps`` one-site sweeps (down and back up the tree) that never increase E.
+
+    Ranks (one profile per ``growth`` g): every layer gets the leaf rank k (≤ min(n, m));
+    an internal node gets min(⌈g · its largest child's rank⌉, the sum of its children's
+    ranks, m). The tree is then simplified without changing what it can represent: a node
+    of its parent's rank (a square rotation; a root's parent is the input space, rank m) is
+    merged into the parent, its children and layers attaching there, and a node without
+    layers of its own whose rank is the sum of its children's (it only spans them) is
+    dropped, its children attaching to its parent or becoming roots. So g = 1 is one basis
+    for every layer (Basis Sharing with one group of all blocks) and g = 2 a forest of one
+    root per layer (SVD-LLM with the type's shared whitening); 1 < g < 2 gives real trees.
+    The tree stores Σ_roots k·m + Σ_others k_v·k_parent + Σ_l n·k_l weight parameters; with
+    a ``ratio``, k is the largest leaf rank whose tree fits (1 − ratio)·L·n·m (L layers),
+    and when ``growth`` is a tuple every candidate is fitted and the lowest E is kept (with
+    the default, never worse in E than either end of the family). An explicit ``rank``
+    fixes the leaf rank (a mapping must rank every member of a tree, or none) and takes the
+    largest ``growth``.
+
+    ``shared``: the matrix types put in trees (the same default and rule as
+    :class:`BasisSharingConfig`); the other selected types are compressed per layer by
+    SVD-LLM at the same ratio. Calibration is one pass over the uncompressed model for all
+    blocks (a tree spans every layer): no sequential block-by-block calibration, for the
+    per-layer types either. Only ``allocation="uniform"``; no resume.
+    """
+
+    name: ClassVar[str] = "ttns"
+    aware: ClassVar[bool] = True
+
+    shared: tuple[str, ...] | None = None
+    damp: float = 1e-6
+    sweeps: int = 2
+    growth: float | tuple[float, ...] = (1.0, 1.25, 1.5, 2.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_nonnegative("damp", self.damp)
+        _check_positive_int("sweeps", self.sweeps, 0)
+        if self.allocation != "uniform":
+            raise ValueError(
+                f"ttns supports allocation='uniform' only (one leaf rank per tree from the "
+                f"ratio), got {self.allocation!r}: drop allocation, or use svd-llm for "
+                "spectrum allocation"
+            )
+        if self.shared is not None:
+            self.shared = _check_shared(self.shared)
+        self.growth = _check_growth(self.growth)
+
+    @property
+    def growths(self) -> tuple[float, ...]:
+        """The growth candidates, as a tuple."""
+        return self.growth if isinstance(self.growth, tuple) else (self.growth,)
+
+
+def _check_growth(growth: Any) -> float | tuple[float, ...]:
+    """``growth`` as a number in [1, 2] or a non-empty tuple of them."""
+    values = tuple(growth) if isinstance(growth, (tuple, list)) else (growth,)
+    ok = bool(values) and all(
+        not isinstance(g, bool) and isinstance(g, (int, float)) and 1 <= g <= 2 for g in values
+    )
+    if not ok:
+        raise ValueError(
+            "growth must be a number in [1, 2] (an internal node's rank over its largest "
+            f"child's) or a non-empty tuple of them, got {growth!r}"
+        )
+    values = tuple(float(g) for g in values)
+    return values if isinstance(growth, (tuple, list)) else values[0]
+
+
 def _check_shared(shared: Any) -> tuple[str, ...]:
     """``shared`` as a tuple of non-empty, distinct name suffixes."""
     if isinstance(shared, str):
@@ -274,7 +354,15 @@ class TTAwareConfig(TTConfig):
 
 _BY_NAME: dict[str, type[MethodConfig]] = {
     c.name: c
-    for c in (SVDConfig, ASVDConfig, SVDLLMConfig, TTConfig, TTAwareConfig, BasisSharingConfig)
+    for c in (
+        SVDConfig,
+        ASVDConfig,
+        SVDLLMConfig,
+        TTConfig,
+        TTAwareConfig,
+        BasisSharingConfig,
+        TTNSConfig,
+    )
 }
 METHODS = tuple(_BY_NAME)
 

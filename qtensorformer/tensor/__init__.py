@@ -11,6 +11,7 @@ from .layers import (
     set_tt_costs,
 )
 from .lowrank import LowRankLinear, SharedBasisLinear
+from .tree import TreeSharedLinear
 from .tt import (
     TTDecomposition,
     full_ranks,
@@ -34,6 +35,7 @@ __all__ = [
     "TTEmbedding",
     "TTLinear",
     "TTMatrix",
+    "TreeSharedLinear",
     "balanced_factors",
     "check_modes",
     "default_n_modes",
