@@ -20,7 +20,7 @@ import time
 from _common import machine, write_section
 
 RAW_VALID = "raw WikiText-2 valid (the raw train split is not in the data folder)"
-METHODS = ("svd", "asvd", "svd-llm", "tt", "tt-aware", "basis-sharing")
+METHODS = ("svd", "asvd", "svd-llm", "tt", "tt-aware", "basis-sharing", "ttns")
 
 
 def _one(args: argparse.Namespace) -> dict:
@@ -137,7 +137,7 @@ def main() -> None:
     for method in args.methods.split(","):
         for ratio in (float(r) for r in args.ratios.split(",")):
             for allocation in args.allocations.split(","):
-                if method == "basis-sharing" and allocation != "uniform":
+                if method in ("basis-sharing", "ttns") and allocation != "uniform":
                     continue  # one rank per group: uniform allocation only
                 rows.append(_child(args, method, ratio, allocation))
     body = _table(args, rows)
