@@ -194,8 +194,10 @@ def _block_passes(model, path, selected, calibration, opts, visit, what, resume=
                     else ({}, [])
                 )
                 outputs = out_fit + out_held  # of the block before its compression
+                del out_fit, out_held
                 visit(f"{path}.{i}.", block, mods, stats, held)
             if outputs is None or opts.sequential:
+                outputs = None  # free the uncompressed block's outputs before the rerun
                 outputs = [block_output(block, inp) for inp in inputs]
             inputs = _next_inputs(inputs, outputs)
             if resume is not None:
