@@ -281,10 +281,13 @@ def write_analysis(
     images = {k: p.read_bytes() for k, p in figures.items()}
     paths = {f"figure {k}": p for k, p in figures.items()}
     record: dict[str, Any] = {"model": title, "protocol": protocol, **rep.to_dict()}
+    for m in record["matrices"]:  # spectra to 6 significant digits: a third of the size
+        for key in ("spectrum", "w_spectrum"):
+            m[key] = [float(f"{v:.6g}") for v in m[key]]
     for name, text in (
         ("analysis.md", _markdown(rep, title, protocol, links)),
         ("analysis.html", _html(rep, title, protocol, images)),
-        ("analysis.json", json.dumps(record, indent=1)),
+        ("analysis.json", json.dumps(record, separators=(",", ":"))),
     ):
         atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
         paths[name.split(".")[1]] = out / name
