@@ -200,3 +200,30 @@ def test_middle_verdict_needs_the_peak_in_the_middle():
     assert report([1.0, 1.0, 1.0, 2.0, 4.0, 2.0, 1.0, 1.0, 1.0]).middle_verdict("entropy")[
         "middle_highest"
     ]
+
+
+def test_sensitivity_allocation_end_to_end(llama_folder, tmp_path):  # noqa: F811
+    from qtensorformer.compress import compress_model
+    from qtensorformer.compress.budget import allocate_spectrum
+
+    calib = tmp_path / "c.txt"
+    calib.write_text(_text(1200))
+    kw = dict(ratio=0.5, calib_data=calib, calib_samples=4, seq_len=16, eval_windows=0)
+    kw |= dict(measure_speed=False, progress=False)
+    run = compress_model(llama_folder, "svd-llm", allocation="sensitivity", **kw)
+    weights = run.report.config["importance"]
+    assert set(weights) == set(run.report.modules) and min(weights.values()) > 0
+    assert sum(weights.values()) / len(weights) == pytest.approx(1.0)
+    assert 0.5 - 1e-9 <= run.report.selected_ratio < 0.55  # the same budget
+    assert "layer sensitivities on 4 × 16 tokens" in run.calibration
+    # the weights act as a factor on each matrix's energies in the greedy allocation
+    s = {"a": torch.tensor([1.0, 0.5, 0.1]), "b": torch.tensor([1.0, 0.5, 0.1])}
+    shapes = {"a": (8, 8), "b": (8, 8)}
+    heavy = allocate_spectrum(s, shapes, 0.5, weights={"a": 10.0, "b": 0.1})
+    assert heavy["a"] > heavy["b"]
+    with pytest.raises(ValueError, match="supports allocation='uniform' only"):
+        compress_model(llama_folder, "basis-sharing", allocation="sensitivity", **kw)
+    from qtensorformer.compress import SVDLLMConfig
+
+    with pytest.raises(ValueError, match="needs importance weights"):
+        SVDLLMConfig(ratio=0.4, allocation="sensitivity")

@@ -66,7 +66,8 @@ def compress(
         str,
         typer.Option(
             help="uniform (the same ratio per matrix), spectrum (one global budget by the "
-            "fraction of each matrix's energy) or spectrum-absolute (by the energy itself)."
+            "fraction of each matrix's energy), spectrum-absolute (by the energy itself) or "
+            "sensitivity (spectrum weighted by each layer's measured perplexity sensitivity)."
         ),
     ] = "uniform",
     topology: Annotated[

@@ -54,6 +54,7 @@ __all__ = [
     "LayerSensitivity",
     "MatrixAnalysis",
     "analyze",
+    "sensitivity_weights",
     "spectrum_entropy",
 ]
 
@@ -314,3 +315,37 @@ def analyze(
         report.correlations = _correlations(report)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def sensitivity_weights(report: AnalysisReport, floor: float = 0.01) -> dict[str, float]:
+    """Importance weights per matrix for ``allocation="sensitivity"``, from an analysis with
+    sensitivities: a first-order model in which layer ℓ's perplexity change grows in
+    proportion to the whitened energy its matrices discard, calibrated by the one change c_ℓ
+    measured at the report's ratio: w_ℓ = c_ℓ / D_ℓ, D_ℓ = Σ_j (energy share matrix j
+    discarded at that ratio). Every matrix of layer ℓ gets w_ℓ; changes below ``floor`` ×
+    the largest are raised to it (a layer that got better when truncated still costs
+    something), and the weights are scaled to mean 1.
+
+    Example:
+        >>> rep = AnalysisReport(0.4, 2, {}, [
+        ...     MatrixAnalysis("b.0.w", 0, "w", (4, 4), 2, 1.0, 2.7, 0.2, 1.0, 2.7, 0.2),
+        ...     MatrixAnalysis("b.1.w", 1, "w", (4, 4), 2, 1.0, 2.7, 0.2, 1.0, 2.7, 0.1)],
+        ...     1.0, [LayerSensitivity(0, 1.3, 0.3), LayerSensitivity(1, 1.05, 0.05)])
+        >>> {k: round(v, 3) for k, v in sensitivity_weights(rep).items()}
+        {'b.0.w': 1.5, 'b.1.w': 0.5}
+    """
+    if not report.sensitivity:
+        raise ValueError("the analysis has no sensitivities: run it with an evaluate function")
+    top = max(s.change for s in report.sensitivity)
+    lowest = floor * top if top > 0 else 1e-6
+    change = {s.layer: max(s.change, lowest) for s in report.sensitivity}
+    discarded: dict[int, float] = {}
+    for m in report.matrices:
+        discarded[m.layer] = discarded.get(m.layer, 0.0) + m.w_discarded
+    raw = {
+        m.name: change[m.layer] / max(discarded[m.layer], 1e-12)
+        for m in report.matrices
+        if m.layer in change
+    }
+    mean = sum(raw.values()) / len(raw)
+    return {k: v / mean for k, v in raw.items()}

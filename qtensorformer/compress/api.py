@@ -275,9 +275,16 @@ def _spectrum_budgets(
     out = {n: (config.rank_for(n), None) for n in selected if config.rank_for(n) is not None}
     free = {n: _shape(m) for n, m in selected.items() if n not in out}
     floors = {n: min_params(config, shape) for n, shape in free.items()}
-    relative = config.allocation == "spectrum"
+    relative = config.allocation in ("spectrum", "sensitivity")
+    weights = config.importance if config.allocation == "sensitivity" else None
+    missing = sorted(set(free) - set(weights or free))
+    if missing:
+        raise ValueError(
+            f"allocation='sensitivity': no importance weight for {missing[:3]}"
+            f"{'…' if len(missing) > 3 else ''}: weigh every selected module"
+        )
     ranks = allocate_spectrum(
-        {n: spectra[n] for n in free}, free, config.ratio, floors, relative=relative
+        {n: spectra[n] for n in free}, free, config.ratio, floors, relative, weights
     )
     for name, r in ranks.items():
         n, m = free[name]
@@ -371,7 +378,7 @@ def _check_inputs(config: Any, calibration, opts: CalibrationConfig) -> torch.Te
 
 
 def _budgets(config, model, selected, path, calibration, opts) -> dict[str, Budget]:
-    if config.allocation.startswith("spectrum"):
+    if config.allocation != "uniform":
         spectra = _spectra(model, config, selected, path, calibration, opts)
         return _spectrum_budgets(config, selected, spectra)
     return _uniform_budgets(config, selected)

@@ -67,10 +67,12 @@ def allocate_spectrum(
     ratio: float,
     floors: Mapping[str, int] | None = None,
     relative: bool = True,
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, int]:
     """Ranks for every matrix from one global greedy pass over the discarded energy per
     parameter, σ_i² / (n + m), within (1 − ratio)·Σ n·m parameters; ``relative``: each
-    matrix's σ_i² divided by its total Σ_j σ_j² (the fraction of its energy), else absolute.
+    matrix's σ_i² divided by its total Σ_j σ_j² (the fraction of its energy), else absolute;
+    ``weights[name]``: a factor on that matrix's energies (its importance; default 1).
 
     ``spectra[name]``: singular values (descending) of that matrix (whitened for
     activation-aware methods); ``shapes[name]``: its (out_features, in_features);
@@ -93,7 +95,8 @@ def allocate_spectrum(
         n, m = shapes[name]
         sq = s.detach().double().square()
         total = float(sq.sum())
-        energy = (sq / total if relative and total > 0 else sq).tolist()
+        scale = (weights or {}).get(name, 1.0)
+        energy = ((sq / total if relative and total > 0 else sq) * scale).tolist()
         cap = min(dense_rank(n, m), len(energy))
         start = ranks[name]
         steps += [(energy[i] / (n + m), name, i + 1) for i in range(start, cap)]

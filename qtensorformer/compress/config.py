@@ -45,7 +45,7 @@ __all__ = [
     "method_config",
 ]
 
-ALLOCATIONS = ("uniform", "spectrum", "spectrum-absolute")
+ALLOCATIONS = ("uniform", "spectrum", "spectrum-absolute", "sensitivity")
 TOPOLOGIES = ("auto", "strict", "lowrank")
 
 
@@ -74,6 +74,9 @@ class MethodConfig:
     ratio: float | None = 0.2
     rank: int | Mapping[str, int] | None = None
     allocation: str = "uniform"
+    #: ``allocation="sensitivity"``: a weight > 0 per module name multiplying its energies
+    #: (:func:`~qtensorformer.compress.analysis.sensitivity_weights`)
+    importance: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         self._check_budget()
@@ -94,8 +97,22 @@ class MethodConfig:
             raise ValueError("give a ratio in (0, 1) or a rank: the config has neither")
         if self.allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
-        if self.allocation.startswith("spectrum") and self.ratio is None:
-            raise ValueError("allocation='spectrum' shares a ratio's budget: give a ratio")
+        if self.allocation != "uniform" and self.ratio is None:
+            raise ValueError(
+                f"allocation={self.allocation!r} shares a ratio's budget: give a ratio"
+            )
+        self._check_importance()
+
+    def _check_importance(self) -> None:
+        if self.allocation == "sensitivity" and not self.importance:
+            raise ValueError(
+                "allocation='sensitivity' needs importance weights per module: measure them "
+                "with qtensorformer.compress.analysis.sensitivity_weights(analyze(...)), or "
+                "let compress_model / qtf compress do it"
+            )
+        for key, value in (self.importance or {}).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"importance[{key!r}] must be a number > 0, got {value!r}")
 
     def rank_for(self, module_name: str) -> int | None:
         """The explicit rank of ``module_name``, or None when the ratio decides."""

@@ -51,6 +51,7 @@ __all__ = [
     "calibration_ids",
     "find_raw_text",
     "forward_logits",
+    "ids_perplexity",
     "max_positions",
     "measure_tokens_per_second",
     "raw_text_perplexity",
@@ -156,6 +157,31 @@ def forward_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"{type(model).__name__} returned no logits (got {type(out).__name__})")
     return logits
+
+
+@torch.no_grad()
+def ids_perplexity(model: nn.Module, ids: torch.Tensor) -> float:
+    """exp(mean NLL) of every token but the first of each row of ``ids`` (N, L), one row at
+    a time (eval mode, restored).
+
+    Example:
+        >>> import torch
+        >>> from qtensorformer import ModelConfig, QTensorFormer
+        >>> m = QTensorFormer(ModelConfig.dense(vocab_size=30, d_model=16, n_heads=2))
+        >>> 1 < ids_perplexity(m, torch.randint(0, 30, (2, 12))) < 300
+        True
+    """
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for row in ids.to(_device(model)):
+            logits = forward_logits(model, row[None]).float()  # (1, L, V)
+            nll = F.cross_entropy(logits[0, :-1], row[1:], reduction="sum")
+            total, count = total + float(nll), count + row.numel() - 1
+    finally:
+        model.train(was)
+    return math.exp(total / max(count, 1))
 
 
 def max_positions(model: nn.Module) -> int | None:

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -30,6 +31,7 @@ from typing import Any
 
 from ..data.tokenizers import Tokenizer
 from ..files import TOKENIZER_DIR, RunDir, write_json
+from .analysis import AnalysisConfig, analyze, sensitivity_weights
 from .api import compress_
 from .checkpoint import save_compressed
 from .config import CalibrationConfig, method_config
@@ -37,6 +39,7 @@ from .evaluate import (
     PerplexityResult,
     calibration_ids,
     find_raw_text,
+    ids_perplexity,
     measure_tokens_per_second,
     raw_text_perplexity,
     text_token_ids,
@@ -120,6 +123,33 @@ def _heal(
         return heal(model, ids, config, tmp, report=report)
 
 
+#: The sensitivity measurement of ``allocation="sensitivity"``: calibration sequences for
+#: its statistics, and held-out windows (of at most ``SENSITIVITY_LEN`` tokens) scored per
+#: layer.
+SENSITIVITY_SAMPLES, SENSITIVITY_WINDOWS, SENSITIVITY_LEN = 8, 4, 512
+
+
+def _importance(
+    model: Any, tok: Any, source: Path, calib, ratio: float, progress: bool
+) -> tuple[dict[str, float], str]:
+    """Importance weights from each layer's measured sensitivity (perplexity on held-out
+    windows of the calibration text, the ones right after the calibration tokens, with only
+    that layer truncated at ``ratio``), and a description of how they were measured."""
+    ids, _ = text_token_ids(tok, source)
+    L = min(calib.shape[1], SENSITIVITY_LEN)
+    need = SENSITIVITY_WINDOWS * L
+    start = calib.numel() if len(ids) >= calib.numel() + need else max(0, len(ids) - need)
+    held = ids[start : start + need].reshape(SENSITIVITY_WINDOWS, L)
+    config = AnalysisConfig(ratio=ratio, progress=progress)
+    rep = analyze(model, calib[:SENSITIVITY_SAMPLES], config, lambda m: ids_perplexity(m, held))
+    overlap = "" if start == calib.numel() else ", overlapping the calibration (text too short)"
+    how = (
+        f"layer sensitivities on {SENSITIVITY_WINDOWS} × {L} tokens of {source} after the "
+        f"calibration tokens{overlap}"
+    )
+    return sensitivity_weights(rep), how
+
+
 def compress_model(
     spec: str | Path,
     method: str = "svd-llm",
@@ -163,7 +193,12 @@ def compress_model(
     """
     loaded = load_causal_lm(spec)
     model, tok = loaded.model, loaded.tokenizer
-    config = method_config(method, ratio=ratio, allocation=allocation, **(method_options or {}))
+    by_sensitivity = allocation == "sensitivity"
+    options = method_options or {}
+    if by_sensitivity:  # check the method and options now; the weights come after calibration
+        method_config(method, ratio=ratio, allocation=allocation, importance={"": 1.0}, **options)
+    plain = "uniform" if by_sensitivity else allocation
+    config = method_config(method, ratio=ratio, allocation=plain, **options)
     heal_config = None
     if heal_steps:
         heal_fields = {"seq_len": min(HealConfig.seq_len, seq_len), **(heal_options or {})}
@@ -189,6 +224,12 @@ def compress_model(
         calib_desc = f"{calib_samples} × {seq_len} tokens of {source}" + (
             "" if sequential else " (statistics of the uncompressed model, not sequential)"
         )
+    if by_sensitivity:
+        if calib is None:
+            raise ValueError("allocation='sensitivity' needs an activation-aware method")
+        importance, how = _importance(model, tok, source, calib, ratio, progress)
+        config = dataclasses.replace(config, allocation="sensitivity", importance=importance)
+        calib_desc += f"; {how}"
     rss_before = current_rss_mib()
     process_peak = peak_rss_mib()
     can_reset = reset_peak_rss()
