@@ -472,6 +472,10 @@ def test_max_minutes_bounds_the_whole_run_and_sizes_the_schedule(tmp_path, data)
     assert plan["final_eval_tokens"] is not None and res.valid.tokens <= plan["final_eval_tokens"]
     assert elapsed < 0.15 * 60 * 1.5  # the limit holds, final evaluation included
     lrs = [r["lr"] for r in recs if r["event"] == "train"]
-    assert lrs[-1] < 0.5 * cfg.lr  # out of the warm-up, into the decay
+    # out of the warm-up (at most a tenth of the plan), into the decay; a loaded machine can
+    # slow the steps after the plan was made and cut the run short of the full decay
+    assert max(lrs) == pytest.approx(cfg.lr, rel=0.2) and lrs[-1] < max(lrs)
+    if res.steps == plan["steps"]:
+        assert lrs[-1] < 0.5 * cfg.lr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["valid_tokens"] == res.valid.tokens < long_valid.numel() - 1
