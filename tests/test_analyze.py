@@ -179,6 +179,7 @@ def test_cli_analyze_writes_the_report(llama_folder, tmp_path):  # noqa: F811
     assert len(data["sensitivity"]) == 2 and data["protocol"].startswith("first 2 ")
     # two layers: too few for a correlation, said without failing
     assert data["correlations"] == {}
+    assert "needs at least 4 layers, and this model has 2" in md
     bad = CliRunner().invoke(app, ["analyze", str(llama_folder), "--ratio", "0"])
     assert bad.exit_code == 2 and "ratio must lie in (0, 1)" in bad.output
 

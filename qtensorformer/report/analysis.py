@@ -28,6 +28,10 @@ MEASURES = {
     "w_discarded": "whitened energy discarded at the budget rank",
 }
 FIGURES = ("spectra", "entropy", "sensitivity")
+_NO_CORRELATION = (
+    "No correlation: a correlation with a confidence interval needs at least 4 layers, and "
+    "this model has {n}."
+)
 ALT = {"spectra": "singular spectra", "entropy": "entropy by layer", "sensitivity": "sensitivity"}
 
 
@@ -229,6 +233,8 @@ def _markdown(rep, title, protocol, figures: dict[str, str]) -> str:
     lines += ["## Verdicts", "", *(f"- {v}" for v in _verdict_lines(rep)), ""]
     if rep.correlations:
         lines += ["## Entropy and sensitivity", "", *_md_table(t["correlations"])]
+    elif rep.sensitivity:
+        lines += ["## Entropy and sensitivity", "", _NO_CORRELATION.format(n=rep.n_layers), ""]
     for key in FIGURES:
         if key in figures:
             lines += [f"![{ALT[key]}]({figures[key]})", ""]
@@ -256,6 +262,9 @@ def _html(rep, title, protocol, images: dict[str, bytes]) -> str:
     parts.append("</ul>")
     if rep.correlations:
         parts += ["<h2>Entropy and sensitivity</h2>", table(t["correlations"])]
+    elif rep.sensitivity:
+        parts += ["<h2>Entropy and sensitivity</h2>"]
+        parts.append(f"<p>{esc(_NO_CORRELATION.format(n=rep.n_layers))}</p>")
     parts += [img(k) for k in FIGURES if k in images]
     parts += ["<h2>Per layer</h2>", table(t["layers"]), "<h2>Per matrix type</h2>"]
     parts.append(table(t["kinds"]))
