@@ -188,12 +188,19 @@ def _fmt(v, spec: str) -> str:
     return "—" if v is None else format(v, spec)
 
 
+def _healed(row: dict) -> str:
+    """The healed perplexity and its steps, or a dash."""
+    if row.get("healed_ppl") is None:
+        return "—"
+    return f"{row['healed_ppl']:,.2f} ({row.get('heal_steps') or '?'} steps)"
+
+
 def _table(args: argparse.Namespace, rows: list[dict]) -> str:
     base = rows[0]
     steps = args.heal_steps or max([r.get("heal_steps") or 0 for r in rows[1:]], default=0)
     heal = (
-        f" Healing (rows with a number in its column): {steps} steps of 4 × 256 tokens of the "
-        "calibration text (AdamW, lr 5e-5, every parameter)."
+        " Healing (rows with a number in its column, its steps beside it): steps of 4 × 256 "
+        "tokens of the calibration text (AdamW, lr 5e-5, every parameter)."
         if steps
         else ""
     )
@@ -245,7 +252,7 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
         lines.append(
             f"| {method} | {r['allocation']} | {r['topology']} | "
             f"{r['selected_ratio']:.1%} / {r['model_ratio']:.1%} | {_fmt(r['ppl'], ',.2f')} | "
-            f"{_fmt(r.get('healed_ppl'), ',.2f')} | {_fmt(r['speed_vs_original'], '.2f')} | "
+            f"{_healed(r)} | {_fmt(r['speed_vs_original'], '.2f')} | "
             f"{r['compress_s']:.0f} | {r['rss_before_compress_mib']:,.0f} → "
             f"{_fmt(r['compress_peak_rss_mib'], ',.0f')} | "
             f"{r['peak_rss_mib']:,.0f} ({r['model_mib']:,.0f}) |"

@@ -74,3 +74,5 @@ def test_the_table_is_rebuilt_from_the_committed_log(bench, monkeypatch, capsys)
     for r in rows:
         if r["method"] != "uncompressed":
             assert f"| {r['ppl']:,.2f} |" in out
+        if r.get("healed_ppl") is not None:  # each healed row names its own steps
+            assert f"| {r['healed_ppl']:,.2f} ({r['heal_steps']} steps) |" in out
