@@ -43,15 +43,24 @@ class CheckpointError(ValueError):
     """A model directory or file that cannot be loaded (foreign, corrupt or mismatched)."""
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Write ``path`` through ``write(tmp_path)`` on a temporary file in the same directory,
-    then rename it into place: readers never see a half-written file."""
+    then rename it into place: readers never see a half-written file. The file gets the
+    permissions a plain ``open(path, "w")`` would (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

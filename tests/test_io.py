@@ -124,3 +124,19 @@ def test_loads_files_written_before_the_router_target_was_a_buffer(tmp_path):
     ids = torch.randint(0, 40, (2, 12))
     model.eval(), back.eval()
     torch.testing.assert_close(back(ids)[0], model(ids)[0])
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    import os
+
+    from qtensorformer.files import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "a.txt", lambda p: p.write_text("x"))
+        plain = tmp_path / "b.txt"
+        plain.write_text("x")
+        assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
