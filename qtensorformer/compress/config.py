@@ -207,12 +207,7 @@ class BasisSharingConfig(MethodConfig):
         super().__post_init__()
         _check_positive_int("group_size", self.group_size)
         _check_nonnegative("damp", self.damp)
-        if self.allocation != "uniform":
-            raise ValueError(
-                f"basis-sharing supports allocation='uniform' only (one rank per group from "
-                f"the ratio), got {self.allocation!r}: drop allocation, or use svd-llm for "
-                "spectrum allocation"
-            )
+        _check_uniform_only(self, "one rank per group from the ratio")
         if self.shared is not None:
             self.shared = _check_shared(self.shared)
 
@@ -265,12 +260,7 @@ class TTNSConfig(MethodConfig):
         super().__post_init__()
         _check_nonnegative("damp", self.damp)
         _check_positive_int("sweeps", self.sweeps, 0)
-        if self.allocation != "uniform":
-            raise ValueError(
-                f"ttns supports allocation='uniform' only (one leaf rank per tree from the "
-                f"ratio), got {self.allocation!r}: drop allocation, or use svd-llm for "
-                "spectrum allocation"
-            )
+        _check_uniform_only(self, "one leaf rank per tree from the ratio")
         if self.shared is not None:
             self.shared = _check_shared(self.shared)
         self.growth = _check_growth(self.growth)
@@ -294,6 +284,15 @@ def _check_growth(growth: Any) -> float | tuple[float, ...]:
         )
     values = tuple(float(g) for g in values)
     return values if isinstance(growth, (tuple, list)) else values[0]
+
+
+def _check_uniform_only(config: MethodConfig, why: str) -> None:
+    """Methods with one rank per shared set accept ``allocation="uniform"`` only."""
+    if config.allocation != "uniform":
+        raise ValueError(
+            f"{config.name} supports allocation='uniform' only ({why}), got "
+            f"{config.allocation!r}: drop allocation, or use svd-llm for spectrum allocation"
+        )
 
 
 def _check_shared(shared: Any) -> tuple[str, ...]:

@@ -103,6 +103,15 @@ def _permutation_p(a: np.ndarray, b: np.ndarray, r: float, permutations: int, se
     return (hits + 1) / (permutations + 1)
 
 
+def _correlation(method: str, a, b, se, confidence, permutations, seed) -> Correlation:
+    """r of (a, b), its Fisher-z interval with standard error ``se(r, n)``, and the
+    permutation p-value (``permutations=0``: none)."""
+    r = _r(a, b)
+    ci = _fisher_ci(r, se(r, len(a)), confidence)
+    p = _permutation_p(a, b, r, permutations, seed) if permutations else None
+    return Correlation(method, r, ci, p, len(a), confidence)
+
+
 def pearson(
     x: Sequence[float],
     y: Sequence[float],
@@ -113,10 +122,8 @@ def pearson(
     """Pearson r of (x, y) with a Fisher-z interval and a permutation p-value
     (``permutations=0``: no p-value)."""
     a, b = _pairs(x, y)
-    r = _r(a, b)
-    ci = _fisher_ci(r, 1 / math.sqrt(len(a) - 3), confidence)
-    p = _permutation_p(a, b, r, permutations, seed) if permutations else None
-    return Correlation("pearson", r, ci, p, len(a), confidence)
+    se = lambda r, n: 1 / math.sqrt(n - 3)  # noqa: E731
+    return _correlation("pearson", a, b, se, confidence, permutations, seed)
 
 
 def spearman(
@@ -128,8 +135,5 @@ def spearman(
 ) -> Correlation:
     """Spearman ρ of (x, y) with a Bonett–Wright interval and a permutation p-value."""
     a, b = _pairs(x, y)
-    ra, rb = rankdata(a), rankdata(b)
-    r = _r(ra, rb)
-    ci = _fisher_ci(r, math.sqrt((1 + r * r / 2) / (len(a) - 3)), confidence)
-    p = _permutation_p(ra, rb, r, permutations, seed) if permutations else None
-    return Correlation("spearman", r, ci, p, len(a), confidence)
+    se = lambda r, n: math.sqrt((1 + r * r / 2) / (n - 3))  # noqa: E731
+    return _correlation("spearman", rankdata(a), rankdata(b), se, confidence, permutations, seed)

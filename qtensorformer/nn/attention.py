@@ -75,6 +75,12 @@ def _causal_mask(n: int, P: int, device: torch.device) -> torch.Tensor:
     return keys[None] <= (P + torch.arange(n, device=device))[:, None]
 
 
+def _spent(flops: int, kq: KernelAttentionOutput) -> tuple[int, int, int, torch.Tensor | None]:
+    """After a quantum-kernel call: total FLOPs, its simulation FLOPs and circuits, and the
+    key states it leaves for the cache."""
+    return flops + kq.flops, kq.sim_flops, kq.circuits, kq.key_states
+
+
 def _gather_rows(sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions of the True entries of ``sel`` (b, n), per row, padded: idx (b, R), valid."""
     counts = sel.sum(1)
@@ -193,24 +199,17 @@ class CausalSelfAttention(nn.Module):
                 qrows, qvalid = _gather_rows(route.routed)
                 if qrows.shape[1]:
                     yq, kq = self._quantum_rows(q, k, v, qrows, ks)
-                    flops, sim, circuits, ks = (
-                        flops + kq.flops,
-                        kq.sim_flops,
-                        kq.circuits,
-                        kq.key_states,
-                    )
+                    flops, sim, circuits, ks = _spent(flops, kq)
                     y = y * (1 - route.gate).reshape(T, 1)
                     flat = (torch.arange(b, device=x.device)[:, None] * n + qrows)[qvalid]
                     gq = route.gate.gather(1, qrows)[qvalid][:, None]
                     y = y.index_copy(0, flat, yq[qvalid] * gq)
             elif self.quantum is not None:  # entropy requested, every row on the quantum path
                 y, kq = self._quantum_rows(q, k, v, all_rows, ks)
-                y, flops, ks = y.reshape(T, d), flops + kq.flops, kq.key_states
-                sim, circuits = kq.sim_flops, kq.circuits
+                y, (flops, sim, circuits, ks) = y.reshape(T, d), _spent(flops, kq)
         elif self.router is None:  # every row on the quantum path
             y, kq = self._quantum_rows(q, k, v, all_rows, ks)
-            y, flops, ks = y.reshape(T, d), flops + kq.flops, kq.key_states
-            sim, circuits = kq.sim_flops, kq.circuits
+            y, (flops, sim, circuits, ks) = y.reshape(T, d), _spent(flops, kq)
         else:  # routed by an external score: gather each set, run its path only
             route = self.router(hardness)
             parts_idx, parts_val = [], []
@@ -218,12 +217,7 @@ class CausalSelfAttention(nn.Module):
             qrows, qvalid = _gather_rows(route.routed)
             if qrows.shape[1]:
                 yq, kq = self._quantum_rows(q, k, v, qrows, ks)
-                flops, sim, circuits, ks = (
-                    flops + kq.flops,
-                    kq.sim_flops,
-                    kq.circuits,
-                    kq.key_states,
-                )
+                flops, sim, circuits, ks = _spent(flops, kq)
                 gq = route.gate.gather(1, qrows)[qvalid][:, None]
                 parts_idx.append((arange_b * n + qrows)[qvalid])
                 parts_val.append(yq[qvalid] * gq)
