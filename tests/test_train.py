@@ -224,8 +224,12 @@ def test_time_limit(tmp_path, data):
     vocab, ids = data
     cfg = _cfg(max_steps=10_000, max_minutes=0.002, eval_every=10_000)
     res = Trainer(_model(vocab), ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
-    assert res.status == "time_limit" and res.steps < 10_000 and "max_minutes" in res.message
-    assert res.last_checkpoint is not None
+    assert res.steps < 10_000 and res.last_checkpoint is not None
+    if res.status == "completed":  # a fast machine finishes the schedule sized to the budget
+        recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+        assert next(r for r in recs if r["event"] == "schedule")["steps"] == res.steps
+    else:
+        assert res.status == "time_limit" and "max_minutes" in res.message
 
 
 def test_resume_errors(tmp_path, data):
