@@ -11,7 +11,7 @@ Example:
 """
 
 from .analysis import AnalysisConfig, AnalysisReport, analyze
-from .api import compress_, select_linears
+from .api import compress_, layer_statistics, select_linears
 from .budget import allocate_spectrum, dense_rank, param_budget, uniform_rank
 from .calibrate import (
     BLOCK_PATHS,
@@ -62,7 +62,7 @@ from .models import (
 from .pipeline import CompressRun, compress_model
 from .sampling import continue_text
 from .summary import CompressionReport, ModuleReport
-from .ttns import TTNSFit, fit_ttns
+from .ttns import TTNSFit, TypeFit, fit_ttns, fit_type, layer_coefficients
 
 __all__ = [
     "ALLOCATIONS",
@@ -93,6 +93,7 @@ __all__ = [
     "TTNSConfig",
     "TTNSFit",
     "TrainableLM",
+    "TypeFit",
     "activation_error",
     "allocate_spectrum",
     "analyze",
@@ -106,11 +107,14 @@ __all__ = [
     "find_blocks",
     "find_raw_text",
     "fit_ttns",
+    "fit_type",
     "forward_logits",
     "heal",
     "is_compressed_folder",
     "is_compressible",
+    "layer_coefficients",
     "layer_spec",
+    "layer_statistics",
     "load_causal_lm",
     "load_compressed",
     "load_compressed_model",

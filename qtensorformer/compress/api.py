@@ -62,7 +62,7 @@ from .sharing import block_groups, compress_shared, shared_types, split_group
 from .summary import CompressionReport, ModuleReport
 from .ttns import compress_tree, tree_sets, ttns_types
 
-__all__ = ["compress_", "select_linears"]
+__all__ = ["compress_", "layer_statistics", "select_linears"]
 
 #: (rank, max_params) of one matrix
 Budget = tuple[int | None, int | None]
@@ -96,6 +96,47 @@ def select_linears(
             "filter_fn against the names in model.named_modules()"
         )
     return chosen, path
+
+
+def layer_statistics(
+    model: nn.Module,
+    calibration: torch.Tensor,
+    filter_fn: FilterFn | None = None,
+    options: CalibrationConfig | None = None,
+) -> dict[str, tuple[torch.Tensor, InputStats, InputStats | None]]:
+    """The weight (float64, (n, m)), the input statistics on the calibration rows and on
+    the ``options.holdout`` held-out rows (None without) of every linear ``compress_`` would
+    select, from one block-by-block pass over the *uncompressed* model (nothing replaced).
+
+    Memory: one Gram matrix per distinct input and block, twice with a holdout; narrow
+    ``filter_fn`` to the types you study on large models.
+
+    Example:
+        >>> import torch
+        >>> from qtensorformer import ModelConfig, QTensorFormer
+        >>> config = ModelConfig.dense(vocab_size=50, d_model=32, n_layers=2, n_heads=2)
+        >>> model = QTensorFormer(config)
+        >>> ids = torch.randint(0, 50, (3, 16))
+        >>> opts = CalibrationConfig(holdout=1, progress=False)
+        >>> stats = layer_statistics(model, ids, options=opts)
+        >>> W, fit, held = next(iter(stats.values()))
+        >>> fit.gram.shape == (W.shape[1], W.shape[1]), fit.tokens, held.tokens
+        (True, 32, 16)
+    """
+    opts = dataclasses.replace(options or CalibrationConfig(), sequential=False)
+    selected, path = select_linears(model, filter_fn)
+    if path is None:
+        raise ValueError("layer_statistics needs a model with repeated blocks (none found)")
+    out: dict[str, tuple[torch.Tensor, InputStats, InputStats | None]] = {}
+
+    def visit(prefix, block, mods, stats, held):
+        for name, module in mods.items():
+            W = linear_weight(module).detach().to(torch.float64).clone()
+            out[name] = (W, stats[name], held.get(name))
+
+    with _eval_mode(model):
+        _block_passes(model, path, selected, calibration, opts, visit, "statistics")
+    return out
 
 
 # ---------------------------------------------------------------------------- progress

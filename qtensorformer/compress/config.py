@@ -236,10 +236,20 @@ class TTNSConfig(MethodConfig):
     root per layer (SVD-LLM with the type's shared whitening); 1 < g < 2 gives real trees.
     The tree stores Σ_roots k·m + Σ_others k_v·k_parent + Σ_l n·k_l weight parameters; with
     a ``ratio``, k is the largest leaf rank whose tree fits (1 − ratio)·L·n·m (L layers),
-    and when ``growth`` is a tuple every candidate is fitted and the lowest E is kept (with
-    the default, never worse in E than either end of the family). An explicit ``rank``
+    and when ``growth`` is a tuple every candidate is fitted and the one of lowest layer
+    error (below) is kept (with the default, never worse than either end of the family).
+    An explicit ``rank``
     fixes the leaf rank (a mapping must rank every member of a tree, or none) and takes the
     largest ``growth``.
+
+    ``refit`` (default): once the bases are fitted, each layer's coefficients are refitted
+    by least squares under the layer's *own* Gram matrix, A_l = W_l G_l B_lᵀ (B_l G_l
+    B_lᵀ)⁻¹ with B_l = U_l S⁻¹ (the shared whitening weighs layers by their input scale, so
+    layers with small inputs were fitted badly), G_l shrunk by 5% toward the type's pooled
+    Gram so that few calibration tokens cannot make it blow up (it still wants many more
+    tokens than m); the growth is then chosen by the mean over layers of the squared
+    relative activation error, each under its own Gram. ``refit=False`` keeps
+    A_l = W_l S U_lᵀ, as Basis Sharing does.
 
     ``shared``: the matrix types put in trees (the same default and rule as
     :class:`BasisSharingConfig`); the other selected types are compressed per layer by
@@ -255,11 +265,14 @@ class TTNSConfig(MethodConfig):
     damp: float = 1e-6
     sweeps: int = 2
     growth: float | tuple[float, ...] = (1.0, 1.25, 1.5, 2.0)
+    refit: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_nonnegative("damp", self.damp)
         _check_positive_int("sweeps", self.sweeps, 0)
+        if not isinstance(self.refit, bool):
+            raise ValueError(f"refit must be True or False, got {self.refit!r}")
         _check_uniform_only(self, "one leaf rank per tree from the ratio")
         if self.shared is not None:
             self.shared = _check_shared(self.shared)

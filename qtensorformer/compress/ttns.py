@@ -30,8 +30,12 @@ Either way the update is kept only if E, recomputed from the new captured energi
 start and after every node visit) never increases. A forest of roots alone (every layer at
 a root: growth 1 or 2) is optimal at the start, and its sweeps are skipped.
 
-:func:`compress_tree` replaces the modules of one type by
-:class:`~qtensorformer.tensor.tree.TreeSharedLinear` layers (the root stores B = Q S⁻¹).
+:func:`fit_type` fits every growth of the config and, by default, refits each layer's
+coefficients under the layer's own Gram matrix (:func:`layer_coefficients`: the shared
+whitening above weighs layers by the scale of their inputs), keeping the growth of lowest
+mean squared relative activation error over the layers. :func:`compress_tree` replaces the
+modules of one type by :class:`~qtensorformer.tensor.tree.TreeSharedLinear` layers (the
+root stores B = Q S⁻¹).
 Everything runs in float64.
 
 Example:
@@ -65,7 +69,7 @@ from ..tensor.tree import TreeSharedLinear
 from .budget import param_budget
 from .calibrate import InputStats, linear_weight
 from .config import TTNSConfig
-from .linalg import Whitening, activation_error, weight_error, whitening
+from .linalg import Whitening, activation_error, damped_gram, weight_error, whitening
 from .methods import target_from_module
 from .sharing import default_shared, matrix_type, shared_types
 from .summary import ModuleReport
@@ -73,10 +77,12 @@ from .summary import ModuleReport
 __all__ = [
     "TTNSFit",
     "TreeShape",
+    "TypeFit",
     "budget_shape",
     "compress_tree",
     "fit_ttns",
     "fit_type",
+    "layer_coefficients",
     "tree_sets",
     "tree_shape",
     "ttns_types",
@@ -395,31 +401,110 @@ def fit_ttns(
     )
 
 
+@dataclass
+class TypeFit:
+    """One matrix type's tree: the ``fit``, the shared whitening ``pre``, and each layer's
+    coefficients A_l (n × k_l) and basis B_l = U_l S⁻¹ (k_l × m) in input coordinates, so
+    Ŵ_l = A_l B_l; ``layer_error`` the mean over layers of the squared relative activation
+    error under each layer's own Gram matrix (what chose the growth)."""
+
+    fit: TTNSFit
+    pre: Whitening
+    coefficients: list[torch.Tensor]
+    bases: list[torch.Tensor]
+    layer_error: float
+
+    def weights(self) -> list[torch.Tensor]:
+        """Ŵ_l of every layer (float64)."""
+        return [A @ B for A, B in zip(self.coefficients, self.bases, strict=True)]
+
+
+def layer_coefficients(
+    weights: Sequence[torch.Tensor],
+    grams: Sequence[torch.Tensor],
+    bases: Sequence[torch.Tensor],
+    damp: float = 1e-6,
+) -> list[torch.Tensor]:
+    """A_l = argmin_A ‖(W_l − A B_l) S_l‖_F with layer l's own Gram G_l = S_l S_lᵀ (damped
+    as in :func:`~qtensorformer.compress.linalg.damped_gram`): A_l = W_l G_l B_lᵀ (B_l G_l
+    B_lᵀ)⁻¹. Given the bases, no coefficients have a lower activation error on any layer,
+    in particular not the shared-whitening ones A_l = W_l S U_lᵀ."""
+    out = []
+    for W, G, B in zip(weights, grams, bases, strict=True):
+        Gd = damped_gram(G, damp)
+        GB = Gd @ B.T  # (m, k)
+        M = B @ GB  # (k, k)
+        M = 0.5 * (M + M.T)
+        chol, info = torch.linalg.cholesky_ex(M)
+        rhs = (W.to(F64) @ GB).T  # (k, n)
+        if int(info) == 0:
+            out.append(torch.cholesky_solve(rhs, chol).T)
+        else:  # a rank-deficient basis under G_l: the least-norm solution
+            out.append(torch.linalg.lstsq(M, rhs).solution.T)
+    return out
+
+
+def _mean_layer_error(Ws, grams, W_hats) -> float:
+    """Mean over layers of the squared relative activation error, each under its own Gram."""
+    errors = [activation_error(W, Wh, G) ** 2 for W, Wh, G in zip(Ws, W_hats, grams, strict=True)]
+    return math.fsum(errors) / len(errors)
+
+
+#: Weight of the type's pooled Gram matrix in each layer's refit Gram (see :func:`_pooled`).
+POOL = 0.05
+
+
+def _pooled(grams: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """G_l + POOL·(tr G_l / tr ΣG)·ΣG: each layer's Gram shrunk a little toward the type's
+    pooled Gram at the layer's scale, so that directions few calibration tokens reach in
+    layer l (a rank-deficient G_l) keep a cost and the refit cannot blow up along them."""
+    total = sum(grams)
+    scale = float(total.diagonal().sum())
+    return [G + POOL * float(G.diagonal().sum()) / scale * total for G in grams]
+
+
+def _type_fit(Ws, grams, fit: TTNSFit, pre: Whitening, config: TTNSConfig) -> TypeFit:
+    U = fit.layer_bases()
+    bases = [pre.unapply(u) for u in U]  # (k_l, m) each
+    if config.refit:
+        coefficients = layer_coefficients(Ws, _pooled(grams), bases, config.damp)
+    else:  # as Basis Sharing: A_l = Z_l U_lᵀ in the shared whitened coordinates
+        coefficients = [pre.apply(W) @ u.T for W, u in zip(Ws, U, strict=True)]
+    W_hats = [A @ B for A, B in zip(coefficients, bases, strict=True)]
+    return TypeFit(fit, pre, coefficients, bases, _mean_layer_error(Ws, grams, W_hats))
+
+
 def fit_type(
     weights: Sequence[torch.Tensor],
     grams: Sequence[torch.Tensor],
     config: TTNSConfig,
     leaf_ranks: Sequence[int] | None = None,
-) -> tuple[TTNSFit, Whitening]:
-    """The fitted tree of one matrix type: whitening by Σ_l G_l (``config.damp``), then the
-    best of ``config.growths`` at the ratio's budget, or the largest growth at explicit
-    ``leaf_ranks``; and the whitening."""
+) -> TypeFit:
+    """The fitted tree of one matrix type: whitening by Σ_l G_l (``config.damp``), the
+    tree of each of ``config.growths`` at the ratio's budget (or the largest growth at
+    explicit ``leaf_ranks``), each layer's coefficients (refitted under its own Gram with
+    ``config.refit``), and of the growths the one of lowest mean squared relative
+    activation error over the layers, each under its own Gram (every layer counts alike,
+    whatever the scale of its inputs)."""
     Ws = [W.detach().to(F64) for W in weights]
     _check_targets(Ws)
     L, (n, m) = len(Ws), Ws[0].shape
-    pre = whitening(sum(G.to(F64) for G in grams), config.damp)
+    grams = [G.to(F64) for G in grams]
+    pre = whitening(sum(grams), config.damp)
     Zs = [pre.apply(W) for W in Ws]
     if leaf_ranks is not None:
-        growth = max(config.growths)
-        fit = fit_ttns(Zs, tree_shape(L, n, m, leaf_ranks, growth), config.sweeps)
-        return dataclasses.replace(fit, growth=growth), pre
-    if config.ratio is None:
+        growths = [max(config.growths)]
+        shapes = [tree_shape(L, n, m, leaf_ranks, growths[0])]
+    elif config.ratio is None:
         raise ValueError("ttns needs a ratio or explicit ranks for every layer of a tree")
+    else:
+        growths = list(config.growths)
+        shapes = [budget_shape(L, n, m, config.ratio, g) for g in growths]
     fits = []
-    for growth in config.growths:
-        fit = fit_ttns(Zs, budget_shape(L, n, m, config.ratio, growth), config.sweeps)
-        fits.append(dataclasses.replace(fit, growth=growth))
-    return min(fits, key=lambda f: f.objective), pre
+    for growth, shape in zip(growths, shapes, strict=True):
+        fit = dataclasses.replace(fit_ttns(Zs, shape, config.sweeps), growth=growth)
+        fits.append(_type_fit(Ws, grams, fit, pre, config))
+    return min(fits, key=lambda f: f.layer_error)
 
 
 # ---------------------------------------------------------------------------- model level
@@ -512,10 +597,8 @@ def compress_tree(
             "one matrix type of one shape (give shared= types of equal shape in every block)"
         )
     Ws = [t.weight for t in targets]
-    fit, pre = fit_type(Ws, [stats[x].gram for x in names], config, _leaf_ranks(config, names))
-    bases = fit.layer_bases()
-    Zs = [pre.apply(W) for W in Ws]
-    coefficients = [Z @ U.T for Z, U in zip(Zs, bases, strict=True)]
+    typed = fit_type(Ws, [stats[x].gram for x in names], config, _leaf_ranks(config, names))
+    fit, pre, coefficients = typed.fit, typed.pre, typed.coefficients
     nodes = [
         pre.unapply(Q) if p is None else Q
         for Q, p in zip(fit.nodes, fit.shape.parents, strict=True)
@@ -531,15 +614,15 @@ def compress_tree(
     new = dict(zip(names, layers, strict=True))
     replace_modules(model, lambda module, name: new[name], lambda module, name: name in new)
     seconds = (time.perf_counter() - t0) / len(names)
-    _add_records(records, names, targets, fit, pre, coefficients, bases, stats, held, seconds)
+    _add_records(records, names, targets, typed, stats, held, seconds)
     return fit
 
 
-def _add_records(records, names, targets, fit, pre, coefficients, bases, stats, held, seconds):
+def _add_records(records, names, targets, typed: TypeFit, stats, held, seconds):
+    fit = typed.fit
     n, m = targets[0].shape
     shares = _node_shares(fit.shape.node_params(m), len(names))
-    for i, (name, t, A, U) in enumerate(zip(names, targets, coefficients, bases, strict=True)):
-        W_hat = pre.unapply(A @ U)
+    for i, (name, t, W_hat) in enumerate(zip(names, targets, typed.weights(), strict=True)):
         path = fit.shape.path(fit.shape.leaves[i])
         records[name] = ModuleReport(
             name,
@@ -547,11 +630,11 @@ def _add_records(records, names, targets, fit, pre, coefficients, bases, stats, 
             f"ttns(tree of {len(names)}, growth {fit.growth:g})",
             tuple(fit.shape.ranks[v] for v in path),
             n * m,
-            shares[i] + n * A.shape[1],
+            shares[i] + n * typed.coefficients[i].shape[1],
             0 if t.bias is None else t.bias.numel(),
             weight_error(t.weight, W_hat),
             activation_error(t.weight, W_hat, stats[name].gram),
             seconds,
-            pre.kind,
+            typed.pre.kind,
             None if name not in held else activation_error(t.weight, W_hat, held[name].gram),
         )
