@@ -249,6 +249,8 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
         method = r["method"] + (
             " (statistics of the original model)" if r.get("sequential") is False else ""
         )
+        if r.get("variant"):  # set in the log by hand, e.g. a row of an earlier version
+            method += f" ({r['variant']})"
         lines.append(
             f"| {method} | {r['allocation']} | {r['topology']} | "
             f"{r['selected_ratio']:.1%} / {r['model_ratio']:.1%} | {_fmt(r['ppl'], ',.2f')} | "
