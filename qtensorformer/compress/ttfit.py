@@ -494,7 +494,7 @@ def als_sweeps(
     sweeps: int,
     ridge: float = 1e-10,
     direct_limit: int = 2048,
-    cg_iters: int = 50,
+    cg_iters: int = 20,
 ) -> TTFit:
     """One-site ALS on f = tr((W − W_TT) G (W − W_TT)ᵀ), left→right then right→left per
     sweep, the gauge moved by QR between updates (which leaves the matrix unchanged).
@@ -527,7 +527,7 @@ def fit_activation(
     damp: float = 1e-6,
     ridge: float = 1e-10,
     direct_limit: int = 2048,
-    cg_iters: int = 50,
+    cg_iters: int = 20,
 ) -> TTFit:
     """:func:`als_sweeps` on the damped Gram G + λI (see
     :func:`~qtensorformer.compress.linalg.damped_gram`) from the start (list of cores) of
