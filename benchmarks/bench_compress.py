@@ -50,7 +50,8 @@ def _one(args: argparse.Namespace) -> dict:
             "params": n,
             "peak_rss_mib": peak_rss_mib(),
         }
-    options = {"topology": args.topology} if args.topology else None
+    sets = _options(args.set)
+    options = {**({"topology": args.topology} if args.topology else {}), **sets} or None
     t0 = time.perf_counter()
     run = compress_model(
         args.model,
@@ -69,7 +70,25 @@ def _one(args: argparse.Namespace) -> dict:
         progress=False,
     )
     seconds = time.perf_counter() - t0
-    return {**_row(run), "wall_s_with_load_and_eval": seconds}
+    return {
+        **_row(run),
+        "wall_s_with_load_and_eval": seconds,
+        **({"options": sets} if sets else {}),
+    }
+
+
+def _options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` method options; values parsed as JSON where they can be (1 → int)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE (e.g. sweeps=1), got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _row(run) -> dict:
@@ -104,6 +123,13 @@ def main() -> None:
     p.add_argument("--ratios", default="0.2,0.4,0.6")
     p.add_argument("--allocations", default="uniform,spectrum")
     p.add_argument("--topology", default=None, help="TT methods: auto, strict or lowrank")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method option, e.g. sweeps=1 (repeatable); the table names it beside the method",
+    )
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--windows", type=int, default=16)
@@ -171,6 +197,8 @@ def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str)
             cmd += [flag, value]
     if args.topology:
         cmd += ["--topology", args.topology]
+    for pair in args.set:
+        cmd += ["--set", pair]
     print(f"running {method} {ratio} {allocation}", file=sys.stderr, flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -251,6 +279,8 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
         )
         if r.get("variant"):  # set in the log by hand, e.g. a row of an earlier version
             method += f" ({r['variant']})"
+        if r.get("options"):
+            method += " (" + ", ".join(f"{k}={v}" for k, v in r["options"].items()) + ")"
         lines.append(
             f"| {method} | {r['allocation']} | {r['topology']} | "
             f"{r['selected_ratio']:.1%} / {r['model_ratio']:.1%} | {_fmt(r['ppl'], ',.2f')} | "

@@ -40,6 +40,7 @@ def test_every_option_reaches_the_row_process(bench, monkeypatch, tmp_path, caps
     argv += ["--ratios", "0.2,0.6", "--allocations", "uniform,spectrum", "--no-sequential"]
     argv += ["--calib-data", "c.txt", "--eval-data", "t.txt", "--topology", "strict"]
     argv += ["--heal-steps", "7", "--seq-len", "64", "--windows", "3", "--log", str(log)]
+    argv += ["--set", "sweeps=1", "--set", "damp=1e-4"]
     monkeypatch.setattr(sys, "argv", argv)
     bench.main()
     # the uncompressed row, svd-llm at 2 ratios × 2 allocations, basis-sharing uniform only
@@ -57,6 +58,8 @@ def test_every_option_reaches_the_row_process(bench, monkeypatch, tmp_path, caps
         ]:
             assert cmd[cmd.index(flag) + 1] == value, (flag, cmd)
         assert "--no-sequential" in cmd and "--one" in cmd
+        sets = [cmd[i + 1] for i, flag in enumerate(cmd) if flag == "--set"]
+        assert sets == ["sweeps=1", "damp=1e-4"], cmd
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(logged) == 7 and all(r["heal_steps"] == 7 for r in logged)
     assert "7 rows" in capsys.readouterr().out
@@ -76,3 +79,19 @@ def test_the_table_is_rebuilt_from_the_committed_log(bench, monkeypatch, capsys)
             assert f"| {r['ppl']:,.2f} |" in out
         if r.get("healed_ppl") is not None:  # each healed row names its own steps
             assert f"| {r['healed_ppl']:,.2f} ({r['heal_steps']} steps) |" in out
+
+
+def test_set_options_are_parsed_and_named_in_the_table(bench, monkeypatch):
+    assert bench._options(["sweeps=1", "damp=1e-4", "topology=strict"]) == {
+        "sweeps": 1,
+        "damp": 1e-4,
+        "topology": "strict",
+    }
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        bench._options(["sweeps"])
+    row = json.loads(LOG.read_text().splitlines()[1])
+    monkeypatch.setattr(sys, "argv", ["bench_compress.py"])
+    args = types.SimpleNamespace(model="m", heal_steps=0, calib_samples=1, seq_len=8)
+    args.calib_data = args.from_log = None
+    table = bench._table(args, [{}, {**row, "options": {"sweeps": 1}}])
+    assert f"| {row['method']} (sweeps=1) |" in table
