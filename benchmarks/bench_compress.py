@@ -67,6 +67,7 @@ def _one(args: argparse.Namespace) -> dict:
         eval_before=False,
         heal_steps=args.heal_steps,
         sequential=not args.no_sequential,
+        calib_batch_size=args.calib_batch_size,
         progress=False,
     )
     seconds = time.perf_counter() - t0
@@ -74,6 +75,7 @@ def _one(args: argparse.Namespace) -> dict:
         **_row(run),
         "wall_s_with_load_and_eval": seconds,
         **({"options": sets} if sets else {}),
+        **({"calib_batch_size": args.calib_batch_size} if args.calib_batch_size != 4 else {}),
     }
 
 
@@ -131,6 +133,7 @@ def main() -> None:
         help="a method option, e.g. sweeps=1 (repeatable); the table names it beside the method",
     )
     p.add_argument("--calib-samples", type=int, default=32)
+    p.add_argument("--calib-batch-size", type=int, default=4, help="sequences per forward")
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--windows", type=int, default=16)
     p.add_argument("--heal-steps", type=int, default=0, help="healing steps after compression")
@@ -189,7 +192,7 @@ def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str)
     cmd = [sys.executable, __file__, "--one", "--model", args.model, "--method", method]
     cmd += ["--ratio", str(ratio), "--allocation", allocation, "--seq-len", str(args.seq_len)]
     cmd += ["--windows", str(args.windows), "--calib-samples", str(args.calib_samples)]
-    cmd += ["--heal-steps", str(args.heal_steps)]
+    cmd += ["--heal-steps", str(args.heal_steps), "--calib-batch-size", str(args.calib_batch_size)]
     if args.no_sequential:
         cmd += ["--no-sequential"]
     for flag, value in (("--calib-data", args.calib_data), ("--eval-data", args.eval_data)):
@@ -279,6 +282,8 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
         )
         if r.get("variant"):  # set in the log by hand, e.g. a row of an earlier version
             method += f" ({r['variant']})"
+        if r.get("calib_batch_size"):
+            method += f" (calibration batch {r['calib_batch_size']})"
         if r.get("options"):
             method += " (" + ", ".join(f"{k}={v}" for k, v in r["options"].items()) + ")"
         lines.append(

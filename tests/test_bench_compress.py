@@ -40,7 +40,7 @@ def test_every_option_reaches_the_row_process(bench, monkeypatch, tmp_path, caps
     argv += ["--ratios", "0.2,0.6", "--allocations", "uniform,spectrum", "--no-sequential"]
     argv += ["--calib-data", "c.txt", "--eval-data", "t.txt", "--topology", "strict"]
     argv += ["--heal-steps", "7", "--seq-len", "64", "--windows", "3", "--log", str(log)]
-    argv += ["--set", "sweeps=1", "--set", "damp=1e-4"]
+    argv += ["--set", "sweeps=1", "--set", "damp=1e-4", "--calib-batch-size", "2"]
     monkeypatch.setattr(sys, "argv", argv)
     bench.main()
     # the uncompressed row, svd-llm at 2 ratios × 2 allocations, basis-sharing uniform only
@@ -55,6 +55,7 @@ def test_every_option_reaches_the_row_process(bench, monkeypatch, tmp_path, caps
             ("--heal-steps", "7"),
             ("--seq-len", "64"),
             ("--windows", "3"),
+            ("--calib-batch-size", "2"),
         ]:
             assert cmd[cmd.index(flag) + 1] == value, (flag, cmd)
         assert "--no-sequential" in cmd and "--one" in cmd

@@ -96,6 +96,8 @@ def test_cli_compress_prints_the_cost_and_saves(llama_folder, texts, tmp_path):
     missing = CliRunner().invoke(app, ["compress", str(tmp_path / "no[thing]")])
     assert missing.exit_code == 2 and "no model at" in missing.output
     assert "no[thing]" in missing.output  # brackets are text, not rich markup
+    zero = CliRunner().invoke(app, [*args, "--method", "svd-llm", "--calib-batch-size", "0"])
+    assert zero.exit_code == 2 and "batch_size must be an int >= 1" in zero.output
 
 
 def test_heal_steps_fine_tune_then_save_and_drop_the_training_weights(
@@ -190,3 +192,15 @@ def test_one_shot_statistics_are_an_option_and_say_so(llama_folder, texts, tmp_p
     assert once.report.calibration["sequential"] is False
     assert "not sequential" in once.calibration and "not sequential" not in seq.calibration
     assert once.after.ppl != seq.after.ppl  # the second block saw other inputs
+
+
+def test_the_calibration_batch_size_changes_memory_not_the_result(llama_folder, texts):
+    calib, test = texts
+    kw = dict(calib_data=calib, calib_samples=4, seq_len=16, eval_text=test, eval_windows=3)
+    kw.update(measure_speed=False, progress=False, eval_before=False)
+    four = compress_model(llama_folder, "svd-llm", ratio=0.5, **kw)
+    one = compress_model(llama_folder, "svd-llm", ratio=0.5, calib_batch_size=1, **kw)
+    # the same Gram matrices, summed in another order: the same model up to rounding
+    assert one.after.ppl == pytest.approx(four.after.ppl, rel=1e-4)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        compress_model(llama_folder, "svd-llm", ratio=0.5, calib_batch_size=0, **kw)

@@ -82,6 +82,10 @@ def compress(
         typer.Option(help="Calibration text file (default: raw WikiText-2 valid)."),
     ] = None,
     calib_samples: Annotated[int, typer.Option(help="Calibration sequences.")] = 32,
+    calib_batch_size: Annotated[
+        int,
+        typer.Option(help="Calibration sequences per forward (fewer: less memory, slower)."),
+    ] = 4,
     seq_len: Annotated[
         int, typer.Option(help="Tokens per calibration sequence and per scored window.")
     ] = 1024,
@@ -136,6 +140,7 @@ def compress(
             resume=resume,
             heal_steps=heal_steps,
             sequential=sequential,
+            calib_batch_size=calib_batch_size,
             heal_options={"lr": heal_lr} if heal_steps else None,
         )
     console.print(summary_table(run))

@@ -169,6 +169,7 @@ def compress_model(
     heal_steps: int = 0,
     heal_options: dict[str, Any] | None = None,
     sequential: bool = True,
+    calib_batch_size: int = 4,
     progress: bool = True,
 ) -> CompressRun:
     """Load ``spec`` (see :func:`load_causal_lm`), compress every linear of its blocks with
@@ -182,7 +183,9 @@ def compress_model(
     after, in this process.
     ``sequential=False`` collects every block's statistics from the uncompressed model's
     activations instead of the compressed blocks' outputs (see
-    :class:`~qtensorformer.compress.CalibrationConfig`).
+    :class:`~qtensorformer.compress.CalibrationConfig`). ``calib_batch_size`` calibration
+    sequences run per forward: fewer hold fewer activations at once and run slower
+    (docs/RESULTS.md, compression memory).
     ``resume`` keeps per-block progress in ``out`` so that an interrupted run goes on from
     its last finished block (and an interrupted healing from its last checkpoint).
     ``heal_steps`` > 0: fine-tune the compressed model for that many steps on the whole
@@ -238,7 +241,9 @@ def compress_model(
         model,
         config,
         calibration=calib,
-        options=CalibrationConfig(progress=progress, sequential=sequential),
+        options=CalibrationConfig(
+            batch_size=calib_batch_size, progress=progress, sequential=sequential
+        ),
         resume_dir=Path(out) / "resume" if (resume and out is not None) else None,
     )
     seconds = time.perf_counter() - t0
