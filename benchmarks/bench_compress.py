@@ -68,6 +68,7 @@ def _one(args: argparse.Namespace) -> dict:
         heal_steps=args.heal_steps,
         sequential=not args.no_sequential,
         calib_batch_size=args.calib_batch_size,
+        calib_holdout=args.calib_holdout,
         progress=False,
     )
     seconds = time.perf_counter() - t0
@@ -105,6 +106,7 @@ def _row(run) -> dict:
         "model_ratio": rep.model_ratio,
         "params": rep.model_params_after,
         "sequential": run.report.calibration.get("sequential") if run.report.calibration else None,
+        "holdout": run.report.calibration.get("holdout") if run.report.calibration else None,
         "ppl": run.after.ppl,
         "healed_ppl": run.healed.ppl if run.healed is not None else None,
         "heal_s": run.heal_seconds,
@@ -134,6 +136,9 @@ def main() -> None:
     )
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--calib-batch-size", type=int, default=4, help="sequences per forward")
+    p.add_argument(
+        "--calib-holdout", type=int, default=None, help="sequences held out (default: by method)"
+    )
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--windows", type=int, default=16)
     p.add_argument("--heal-steps", type=int, default=0, help="healing steps after compression")
@@ -202,6 +207,8 @@ def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str)
         cmd += ["--topology", args.topology]
     for pair in args.set:
         cmd += ["--set", pair]
+    if args.calib_holdout is not None:
+        cmd += ["--calib-holdout", str(args.calib_holdout)]
     print(f"running {method} {ratio} {allocation}", file=sys.stderr, flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -282,6 +289,8 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
         )
         if r.get("variant"):  # set in the log by hand, e.g. a row of an earlier version
             method += f" ({r['variant']})"
+        if r.get("holdout"):
+            method += f" ({r['holdout']} calibration sequences held out)"
         if r.get("calib_batch_size"):
             method += f" (calibration batch {r['calib_batch_size']})"
         if r.get("options"):

@@ -204,3 +204,17 @@ def test_the_calibration_batch_size_changes_memory_not_the_result(llama_folder, 
     assert one.after.ppl == pytest.approx(four.after.ppl, rel=1e-4)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         compress_model(llama_folder, "svd-llm", ratio=0.5, calib_batch_size=0, **kw)
+
+
+def test_tt_aware_auto_holds_out_calibration_to_choose_topologies(llama_folder, texts):
+    calib, test = texts
+    kw = dict(calib_data=calib, calib_samples=4, seq_len=16, eval_text=test, eval_windows=0)
+    kw.update(measure_speed=False, progress=False, eval_before=False)
+    auto = compress_model(llama_folder, "tt-aware", ratio=0.5, method_options={"sweeps": 1}, **kw)
+    assert auto.report.calibration["holdout"] == 1 and "the last 1 held out" in auto.calibration
+    # every module then has its held-out error
+    assert all(m.heldout_error is not None for m in auto.report.modules.values())
+    svd = compress_model(llama_folder, "svd-llm", ratio=0.5, **kw)
+    assert svd.report.calibration["holdout"] == 0 and "held out" not in svd.calibration
+    none = compress_model(llama_folder, "tt-aware", ratio=0.5, calib_holdout=0, **kw)
+    assert none.report.calibration["holdout"] == 0

@@ -86,6 +86,13 @@ def compress(
         int,
         typer.Option(help="Calibration sequences per forward (fewer: less memory, slower)."),
     ] = 4,
+    calib_holdout: Annotated[
+        int | None,
+        typer.Option(
+            help="Calibration sequences held out of the fit (default: an eighth for tt-aware "
+            "with topology auto, which chooses on them; else none)."
+        ),
+    ] = None,
     seq_len: Annotated[
         int, typer.Option(help="Tokens per calibration sequence and per scored window.")
     ] = 1024,
@@ -141,6 +148,7 @@ def compress(
             heal_steps=heal_steps,
             sequential=sequential,
             calib_batch_size=calib_batch_size,
+            calib_holdout=calib_holdout,
             heal_options={"lr": heal_lr} if heal_steps else None,
         )
     console.print(summary_table(run))

@@ -59,7 +59,7 @@ from .models import (
     load_compressed_model,
     smollm2_gguf_path,
 )
-from .pipeline import CompressRun, compress_model
+from .pipeline import CompressRun, compress_model, default_holdout
 from .sampling import continue_text
 from .summary import CompressionReport, ModuleReport
 from .ttns import TTNSFit, TypeFit, fit_ttns, fit_type, layer_coefficients
@@ -103,6 +103,7 @@ __all__ = [
     "compress_matrix",
     "compress_model",
     "continue_text",
+    "default_holdout",
     "dense_rank",
     "find_blocks",
     "find_raw_text",

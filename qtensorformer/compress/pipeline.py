@@ -34,7 +34,7 @@ from ..files import TOKENIZER_DIR, RunDir, write_json
 from .analysis import AnalysisConfig, analyze, sensitivity_weights
 from .api import compress_
 from .checkpoint import save_compressed
-from .config import CalibrationConfig, method_config
+from .config import CalibrationConfig, MethodConfig, TTAwareConfig, method_config
 from .evaluate import (
     PerplexityResult,
     calibration_ids,
@@ -49,7 +49,7 @@ from .memory import current_rss_mib, peak_rss_mib, reset_peak_rss
 from .models import load_causal_lm
 from .summary import CompressionReport
 
-__all__ = ["CompressRun", "compress_model"]
+__all__ = ["CompressRun", "compress_model", "default_holdout"]
 
 
 @dataclass
@@ -150,6 +150,20 @@ def _importance(
     return sensitivity_weights(rep), how
 
 
+def default_holdout(config: MethodConfig, calib_samples: int) -> int:
+    """Calibration sequences held out by default: an eighth (at least one) for ``tt-aware``
+    choosing its topology, which it does on held-out data; none for every other method.
+
+    Example:
+        >>> default_holdout(TTAwareConfig(ratio=0.4), 32), default_holdout(TTAwareConfig(
+        ...     ratio=0.4, topology="strict"), 32)
+        (4, 0)
+    """
+    if isinstance(config, TTAwareConfig) and config.topology == "auto" and calib_samples > 1:
+        return max(1, calib_samples // 8)
+    return 0
+
+
 def compress_model(
     spec: str | Path,
     method: str = "svd-llm",
@@ -170,6 +184,7 @@ def compress_model(
     heal_options: dict[str, Any] | None = None,
     sequential: bool = True,
     calib_batch_size: int = 4,
+    calib_holdout: int | None = None,
     progress: bool = True,
 ) -> CompressRun:
     """Load ``spec`` (see :func:`load_causal_lm`), compress every linear of its blocks with
@@ -185,7 +200,11 @@ def compress_model(
     activations instead of the compressed blocks' outputs (see
     :class:`~qtensorformer.compress.CalibrationConfig`). ``calib_batch_size`` calibration
     sequences run per forward: fewer hold fewer activations at once and run slower
-    (docs/RESULTS.md, compression memory).
+    (docs/RESULTS.md, compression memory). ``calib_holdout``: the last sequences of the
+    calibration kept out of the fit, on which every module's held-out error is measured and
+    ``tt-aware`` with ``topology="auto"`` chooses each matrix's topology (default: an eighth
+    of them for that method, since the in-sample error favours the more flexible strict
+    train, which overfits; none otherwise).
     ``resume`` keeps per-block progress in ``out`` so that an interrupted run goes on from
     its last finished block (and an interrupted healing from its last checkpoint).
     ``heal_steps`` > 0: fine-tune the compressed model for that many steps on the whole
@@ -221,12 +240,15 @@ def compress_model(
     source = None
     if needs_text:
         source = Path(calib_data) if calib_data is not None else find_raw_text("valid")
-    calib, calib_desc = None, "none (data-free method)"
+    calib, calib_desc, holdout = None, "none (data-free method)", 0
     if config.aware:
         calib = calibration_ids(tok, source, n_samples=calib_samples, seq_len=seq_len)
         calib_desc = f"{calib_samples} × {seq_len} tokens of {source}" + (
             "" if sequential else " (statistics of the uncompressed model, not sequential)"
         )
+        holdout = default_holdout(config, calib_samples) if calib_holdout is None else calib_holdout
+        if holdout:
+            calib_desc += f"; the last {holdout} held out of the fit"
     if by_sensitivity:
         if calib is None:
             raise ValueError("allocation='sensitivity' needs an activation-aware method")
@@ -242,7 +264,10 @@ def compress_model(
         config,
         calibration=calib,
         options=CalibrationConfig(
-            batch_size=calib_batch_size, progress=progress, sequential=sequential
+            batch_size=calib_batch_size,
+            holdout=holdout,
+            progress=progress,
+            sequential=sequential,
         ),
         resume_dir=Path(out) / "resume" if (resume and out is not None) else None,
     )
