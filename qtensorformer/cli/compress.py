@@ -84,7 +84,7 @@ def compress(
     calib_samples: Annotated[int, typer.Option(help="Calibration sequences.")] = 32,
     calib_batch_size: Annotated[
         int,
-        typer.Option(help="Calibration sequences per forward (fewer: less memory, slower)."),
+        typer.Option(help="Calibration sequences per forward."),
     ] = 4,
     calib_holdout: Annotated[
         int | None,

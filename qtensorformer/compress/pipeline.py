@@ -199,12 +199,12 @@ def compress_model(
     ``sequential=False`` collects every block's statistics from the uncompressed model's
     activations instead of the compressed blocks' outputs (see
     :class:`~qtensorformer.compress.CalibrationConfig`). ``calib_batch_size`` calibration
-    sequences run per forward: fewer hold fewer activations at once and run slower
-    (docs/RESULTS.md, compression memory). ``calib_holdout``: the last sequences of the
-    calibration kept out of the fit, on which every module's held-out error is measured and
-    ``tt-aware`` with ``topology="auto"`` chooses each matrix's topology (default: an eighth
-    of them for that method, since the in-sample error favours the more flexible strict
-    train, which overfits; none otherwise).
+    sequences run per forward (the activations of one forward; on SmolLM2 the peak memory
+    is the same at 1 and 4: docs/RESULTS.md, compression memory). ``calib_holdout``: the
+    last sequences of the calibration kept out of the fit, on which every module's
+    held-out error is measured and ``tt-aware`` with ``topology="auto"`` chooses each
+    matrix's topology (default: an eighth of them for that method, since the in-sample
+    error favours the more flexible strict train, which overfits; none otherwise).
     ``resume`` keeps per-block progress in ``out`` so that an interrupted run goes on from
     its last finished block (and an interrupted healing from its last checkpoint).
     ``heal_steps`` > 0: fine-tune the compressed model for that many steps on the whole
