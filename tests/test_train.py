@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 import types
 
 import pytest
@@ -14,7 +13,6 @@ import torch
 from qtensorformer import ModelConfig, QTensorFormer
 from qtensorformer.data import WordVocab, synthetic_corpus
 from qtensorformer.io import CheckpointError
-from qtensorformer.train import trainer as trainer_module
 from qtensorformer.train import (
     TrainConfig,
     Trainer,
@@ -22,6 +20,7 @@ from qtensorformer.train import (
     load_trainer_state,
     lr_factor,
 )
+from qtensorformer.train import trainer as trainer_module
 
 
 @pytest.fixture(scope="module")
@@ -469,7 +468,8 @@ def test_max_minutes_bounds_the_whole_run_and_sizes_the_schedule(tmp_path, data,
     plan is made; the planning and stopping logic is the same for any clock."""
     step_s, token_s = 0.02, 2e-5
     clock = types.SimpleNamespace(now=0.0)
-    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    virtual_time = types.SimpleNamespace(perf_counter=lambda: clock.now)
+    monkeypatch.setattr(trainer_module, "time", virtual_time)
     clip = torch.nn.utils.clip_grad_norm_
 
     def clip_and_tick(*args, **kwargs):  # called once in every optimiser step
@@ -495,7 +495,8 @@ def test_max_minutes_bounds_the_whole_run_and_sizes_the_schedule(tmp_path, data,
     plan = next(r for r in recs if r["event"] == "schedule")
     assert 6 < plan["steps"] < configured and res.steps == plan["steps"]
     assert plan["final_eval_tokens"] is not None and res.valid.tokens <= plan["final_eval_tokens"]
-    assert 0.15 * 60 * 0.9 < clock.now <= 0.15 * 60 * 1.02  # the limit holds, final evaluation included
+    # the limit holds, final evaluation included
+    assert 0.15 * 60 * 0.9 < clock.now <= 0.15 * 60 * 1.02
     lrs = [r["lr"] for r in recs if r["event"] == "train"]
     # out of the warm-up (at most a tenth of the plan), through the decay
     assert max(lrs) == pytest.approx(cfg.lr, rel=0.2) and lrs[-1] < 0.5 * cfg.lr
