@@ -262,7 +262,17 @@ def test_compare_trains_each_variant_on_the_same_budget(tmp_path):
 def test_demo_runs_and_writes_runs(tmp_path):
     out = tmp_path / "demo"
     r = runner.invoke(
-        app, ["demo", "--max-tokens", "3000", "--variants", "dense,tt", "--out", str(out)]
+        app,
+        [
+            "demo",
+            "--no-compress",
+            "--max-tokens",
+            "3000",
+            "--variants",
+            "dense,tt",
+            "--out",
+            str(out),
+        ],
     )
     assert r.exit_code == 0, r.output
     assert "dense baseline" in r.output and "TT compression only" in r.output

@@ -16,6 +16,7 @@ from qtensorformer.compress import (
     heal,
     load_compressed_model,
 )
+from qtensorformer.compress.heal import _split
 from qtensorformer.files import read_json
 from qtensorformer.io import load_state, save_model
 from qtensorformer.train import Trainer
@@ -128,6 +129,7 @@ def test_interrupted_heal_resumes_exactly(tmp_path, monkeypatch):
         ({"lr": -1.0}, "lr must be a finite number > 0"),
         ({"valid_fraction": 1.0}, r"valid_fraction must lie in \(0, 1\)"),
         ({"seq_len": 1}, "seq_len must be an int >= 2"),
+        ({"seq_len": 16, "valid_max_tokens": 16}, "valid_max_tokens must be an int >= 17"),
     ],
 )
 def test_bad_heal_config_is_refused(fields, match):
@@ -139,3 +141,18 @@ def test_too_little_text_names_the_fix(tmp_path):
     model, report = _compressed()
     with pytest.raises(ValueError, match=r"healing needs at least .* give more calibration text"):
         heal(model, torch.randint(0, VOCAB, (40,)), _cfg(), tmp_path, report=report)
+
+
+@pytest.mark.parametrize(
+    ("n", "cap", "held"),
+    [(10_000, None, 1_000), (10_000, 300, 300), (10_000, 17, 17), (200, 100, 20), (100, None, 17)],
+)
+def test_held_out_tail_is_the_fraction_capped_at_valid_max_tokens(n, cap, held):
+    """The held-out tail: valid_fraction of the stream, at most valid_max_tokens, at least one
+    window plus one token; the training head is the rest, in order."""
+    cfg = _cfg(valid_max_tokens=cap)
+    ids = torch.randint(0, VOCAB, (n,))
+    head, tail = _split(ids, cfg)
+    want = max(cfg.seq_len + 1, held)
+    assert tail.numel() == want and head.numel() == n - want
+    torch.testing.assert_close(torch.cat([head, tail]), ids, rtol=0, atol=0)

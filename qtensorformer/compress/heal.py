@@ -57,7 +57,8 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 class HealConfig:
     """The fine-tune: ``steps`` optimiser steps of ``batch_size`` windows of ``seq_len`` tokens
     at learning rate ``lr`` (linear warm-up over ``warmup_steps``, cosine decay to a tenth);
-    ``valid_fraction`` of the text is held out and scored before and after; ``seed`` fixes
+    ``valid_fraction`` of the text (at most ``valid_max_tokens`` tokens, None: no cap) is held
+    out and scored before, every quarter of the run and after; ``seed`` fixes
     the window order; ``device`` as the trainer takes it (``"auto"``: a GPU when there is
     one); ``progress`` shows the trainer's bar."""
 
@@ -68,6 +69,7 @@ class HealConfig:
     warmup_steps: int = 5
     weight_decay: float = 0.0
     valid_fraction: float = 0.1
+    valid_max_tokens: int | None = 16_384
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -79,6 +81,8 @@ class HealConfig:
         _check_int("warmup_steps", self.warmup_steps, 0)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"HealConfig: lr must be a finite number > 0, got {self.lr!r}")
+        if self.valid_max_tokens is not None:
+            _check_int("valid_max_tokens", self.valid_max_tokens, self.seq_len + 1)
         if not 0 < self.valid_fraction < 1:
             raise ValueError(
                 f"HealConfig: valid_fraction must lie in (0, 1), got {self.valid_fraction!r}"
@@ -176,7 +180,10 @@ class HealResult:
 def _split(ids: torch.Tensor, config: HealConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Training head and held-out tail of the token stream; a clear error when too short."""
     ids = ids.reshape(-1)
-    n_valid = max(config.seq_len + 1, int(ids.numel() * config.valid_fraction))
+    n_valid = int(ids.numel() * config.valid_fraction)
+    if config.valid_max_tokens is not None:
+        n_valid = min(n_valid, config.valid_max_tokens)
+    n_valid = max(config.seq_len + 1, n_valid)
     need = n_valid + config.batch_size * config.seq_len
     if ids.numel() < need:
         raise ValueError(
