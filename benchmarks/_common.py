@@ -97,9 +97,16 @@ def machine() -> str:
     )
 
 
-def write_section(name: str, body: str, path: Path = RESULTS) -> None:
-    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in RESULTS.md
-    (appending the section if it is missing)."""
+def results_path() -> Path:
+    """docs/RESULTS.md, or the file ``$QTF_RESULTS`` names (``run_all.py --quick`` writes its
+    tables there)."""
+    return Path(os.environ.get("QTF_RESULTS") or RESULTS)
+
+
+def write_section(name: str, body: str, path: Path | None = None) -> None:
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path``
+    (default :func:`results_path`), appending the section if it is missing."""
+    path = path if path is not None else results_path()
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = path.read_text() if path.exists() else "# Results\n"
     block = f"{start}\n{body.rstrip()}\n{end}"

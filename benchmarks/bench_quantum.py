@@ -20,7 +20,7 @@ import argparse
 import time
 
 import torch
-from _common import ensure_malloc_env, gemm_gflops, machine, median_ms, write_section
+from _common import ensure_malloc_env, gemm_gflops, machine, median_ms, results_path, write_section
 
 from qtensorformer.quantum import (
     ansatz_weight_shape,
@@ -192,7 +192,7 @@ def main() -> None:
             "reach.\n\n" + table
         )
         write_section("bench_quantum", body)
-        print("wrote docs/RESULTS.md")
+        print(f"wrote {results_path()}")
 
 
 if __name__ == "__main__":

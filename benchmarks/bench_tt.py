@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import ensure_malloc_env, interleaved_medians_ms, machine, write_section
+from _common import ensure_malloc_env, interleaved_medians_ms, machine, results_path, write_section
 from torch import nn
 
 from qtensorformer.tensor import TTLinear, default_n_modes, factorize, full_ranks, tt_num_params
@@ -187,7 +187,7 @@ def main() -> None:
             "for the layer's best paths.\n\n" + out
         )
         write_section("bench_tt", body)
-        print("wrote docs/RESULTS.md")
+        print(f"wrote {results_path()}")
 
 
 if __name__ == "__main__":
