@@ -40,6 +40,8 @@ from qtensorformer.compress.linalg import (  # noqa: E402
     whitening,
 )
 from qtensorformer.compress.ttns import (  # noqa: E402
+    TreeShape,
+    balance_roots,
     budget_shape,
     compress_tree,
     fit_type,
@@ -567,3 +569,32 @@ def test_config_and_run_errors_name_the_fix(tmp_path):
     ranks = {"model.layers.0.mlp.up_proj": 3}
     with pytest.raises(ValueError, match="give every member of a tree a rank, or none"):
         compress_(llama(2), TTNSConfig(rank=ranks), calibration=ids(), options=QUIET)
+
+
+def test_balance_roots_keeps_every_weight_and_equalises_the_scales():
+    """Each root and the coefficients under it end with the same RMS entry, and every
+    layer's weight A_l · C_path ⋯ · B_root is unchanged (float64)."""
+    shape = TreeShape(parents=(None, 0, 0, None), ranks=(5, 3, 2, 4), leaves=(1, 2, 3, 3))
+    m, n = 7, 6
+    nodes = [torch.randn(5, m, dtype=torch.float64) * 1e-3]  # a root carrying S⁻¹: tiny
+    nodes += [torch.randn(3, 5, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64)]
+    nodes += [torch.randn(4, m, dtype=torch.float64) * 50]
+    coefs = [torch.randn(n, shape.ranks[v], dtype=torch.float64) * 30 for v in shape.leaves]
+
+    def weights(nodes, coefs):
+        out = []
+        for layer, v in enumerate(shape.leaves):
+            basis = nodes[shape.path(v)[0]]
+            for u in shape.path(v)[1:]:
+                basis = nodes[u] @ basis
+            out.append(coefs[layer] @ basis)
+        return out
+
+    new_nodes, new_coefs = balance_roots(shape, nodes, coefs)
+    for before, after in zip(weights(nodes, coefs), weights(new_nodes, new_coefs), strict=True):
+        torch.testing.assert_close(after, before, rtol=1e-12, atol=0)
+    for root, layers in ((0, [0, 1]), (3, [2, 3])):
+        rms = [float(new_coefs[i].pow(2).mean()) for i in layers]
+        want = (sum(rms) / len(rms)) ** 0.5
+        assert float(new_nodes[root].pow(2).mean().sqrt()) == pytest.approx(want, rel=1e-12)
+    torch.testing.assert_close(new_nodes[1], nodes[1], rtol=0, atol=0)  # inner nodes stay

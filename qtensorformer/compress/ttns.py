@@ -78,6 +78,7 @@ __all__ = [
     "TTNSFit",
     "TreeShape",
     "TypeFit",
+    "balance_roots",
     "budget_shape",
     "compress_tree",
     "fit_ttns",
@@ -576,6 +577,44 @@ def _ttns_handler(module: nn.Module, name: str, config: TTNSConfig) -> nn.Module
     )
 
 
+def _rms(t: torch.Tensor) -> float:
+    return float(t.pow(2).mean().sqrt())
+
+
+def balance_roots(
+    shape: TreeShape, nodes: list[torch.Tensor], coefficients: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Scale each root basis by s and the coefficients of the layers under it by 1/s, with s
+    chosen so that both have the same root-mean-square entry; every layer's weight is
+    unchanged. The root carries S⁻¹ of a Gram matrix summed over every calibration token, so
+    unbalanced its entries are orders of magnitude smaller than the coefficients', and a
+    fine-tune (whose Adam steps have about the same size for every entry) wrecks it: healing
+    the small checkpoint's ttns model at 20% raised its test perplexity from 255.70 to 264.86
+    before this (docs/RESULTS.md, small-checkpoint table).
+
+    Example:
+        >>> shape = TreeShape(parents=(None,), ranks=(2,), leaves=(0, 0))
+        >>> nodes, A = balance_roots(shape, [torch.full((2, 3), 0.01)],
+        ...                          [torch.full((4, 2), 1.0), torch.full((4, 2), 1.0)])
+        >>> round(float(nodes[0][0, 0]), 4), round(float(A[0][0, 0]), 4)
+        (0.1, 0.1)
+    """
+    nodes, coefficients = list(nodes), list(coefficients)
+    for v, parent in enumerate(shape.parents):
+        if parent is not None:
+            continue
+        layers = shape.below(v)
+        coef_rms = math.sqrt(sum(_rms(coefficients[i]) ** 2 for i in layers) / len(layers))
+        node_rms = _rms(nodes[v])
+        if node_rms == 0 or coef_rms == 0:
+            continue
+        s = math.sqrt(coef_rms / node_rms)
+        nodes[v] = nodes[v] * s
+        for i in layers:
+            coefficients[i] = coefficients[i] / s
+    return nodes, coefficients
+
+
 def compress_tree(
     model: nn.Module,
     modules: dict[str, nn.Module],
@@ -603,6 +642,7 @@ def compress_tree(
         pre.unapply(Q) if p is None else Q
         for Q, p in zip(fit.nodes, fit.shape.parents, strict=True)
     ]
+    nodes, coefficients = balance_roots(fit.shape, nodes, coefficients)
     kw = {"dtype": targets[0].dtype, "device": targets[0].device}
     layers = TreeSharedLinear.tree(
         [v.to(**kw) for v in nodes],
