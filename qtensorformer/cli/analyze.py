@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ._common import check_output_dir, console, user_errors
+from ._common import CalibDataOpt, check_output_dir, console, user_errors
 from .compress import MODEL_HELP
 
 
@@ -19,9 +19,7 @@ def analyze(
     ratio: Annotated[
         float, typer.Option(help="Fraction of each matrix's parameters removed (budget rank).")
     ] = 0.4,
-    calib_data: Annotated[
-        str | None, typer.Option(help="Calibration text file (default: raw WikiText-2 valid).")
-    ] = None,
+    calib_data: CalibDataOpt = None,
     calib_samples: Annotated[int | None, typer.Option(help="Calibration sequences (32).")] = None,
     seq_len: Annotated[
         int | None, typer.Option(help="Tokens per calibration sequence and scored window (1024).")

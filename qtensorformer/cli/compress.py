@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ._common import check_output_dir, console, fail, user_errors
+from ._common import CalibDataOpt, check_output_dir, console, fail, user_errors
 
 if TYPE_CHECKING:
     from ..compress import CompressRun
@@ -56,6 +56,13 @@ def summary_table(run: CompressRun) -> Table:
     return t
 
 
+def print_summary(run: CompressRun) -> None:
+    """The before/after table and the perplexity protocol beside it."""
+    console.print(summary_table(run))
+    if run.before is not None:
+        console.print(f"[dim]perplexity: {run.before.protocol}.[/]")
+
+
 def compress(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     method: Annotated[str, typer.Option(help=METHOD_HELP)] = "svd-llm",
@@ -77,10 +84,7 @@ def compress(
         int | None,
         typer.Option(help="basis-sharing: adjacent blocks per group sharing one basis (2)."),
     ] = None,
-    calib_data: Annotated[
-        str | None,
-        typer.Option(help="Calibration text file (default: raw WikiText-2 valid)."),
-    ] = None,
+    calib_data: CalibDataOpt = None,
     calib_samples: Annotated[int, typer.Option(help="Calibration sequences.")] = 32,
     calib_batch_size: Annotated[
         int,
@@ -151,9 +155,7 @@ def compress(
             calib_holdout=calib_holdout,
             heal_options={"lr": heal_lr} if heal_steps else None,
         )
-    console.print(summary_table(run))
-    if run.before is not None:
-        console.print(f"[dim]perplexity: {run.before.protocol}.[/]")
+    print_summary(run)
     mem = f"peak memory {run.peak_rss_mib:,.0f} MiB"
     if run.compress_peak_rss_mib is not None:
         mem = (

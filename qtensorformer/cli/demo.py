@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from ._common import (
+    CalibDataOpt,
     SeedOpt,
     check_output_dir,
     console,
@@ -20,7 +21,7 @@ from ._common import (
     train_config,
     user_errors,
 )
-from .compress import MODEL_HELP, summary_table
+from .compress import MODEL_HELP, print_summary
 
 #: What the compression half needs besides this package, and how to install it.
 COMPRESS_NEEDS = (
@@ -49,9 +50,7 @@ def demo(
     seq_len: Annotated[
         int, typer.Option(help="Tokens per calibration sequence and window.")
     ] = 1024,
-    calib_data: Annotated[
-        str | None, typer.Option(help="Calibration text (default: raw WikiText-2 valid).")
-    ] = None,
+    calib_data: CalibDataOpt = None,
     eval_data: Annotated[
         str | None,
         typer.Option(help="Text scored before and after (default: raw WikiText-2 test)."),
@@ -126,9 +125,7 @@ def _compress_half(
             console.print(f"[yellow]compression skipped: {escape(str(e))}[/]")
             console.print(f"[yellow]it needs {escape(COMPRESS_NEEDS)}[/]")
             return
-    console.print(summary_table(run))
-    if run.before is not None:
-        console.print(f"[dim]perplexity: {run.before.protocol}.[/]")
+    print_summary(run)
     console.print(
         f"[dim]calibration: {run.calibration}; compression took {run.compress_seconds:.0f} s "
         f"(float32 model: {run.model_bytes_float32 / 2**20:,.0f} MiB).[/]"
