@@ -233,6 +233,22 @@ def _healed(row: dict) -> str:
     return f"{row['healed_ppl']:,.2f} ({row.get('heal_steps') or '?'} steps)"
 
 
+def row_label(r: dict) -> str:
+    """A logged row's method with what sets it apart (statistics, held-out sequences, options)."""
+    method = r["method"] + (
+        " (statistics of the original model)" if r.get("sequential") is False else ""
+    )
+    if r.get("variant"):  # set in the log by hand, e.g. a row of an earlier version
+        method += f" ({r['variant']})"
+    if r.get("holdout"):
+        method += f" ({r['holdout']} calibration sequences held out)"
+    if r.get("calib_batch_size"):
+        method += f" (calibration batch {r['calib_batch_size']})"
+    if r.get("options"):
+        method += " (" + ", ".join(f"{k}={v}" for k, v in r["options"].items()) + ")"
+    return method
+
+
 def _table(args: argparse.Namespace, rows: list[dict]) -> str:
     base = rows[0]
     steps = args.heal_steps or max([r.get("heal_steps") or 0 for r in rows[1:]], default=0)
@@ -284,17 +300,7 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
                 f"{r['error']} | | | | | |"
             )
             continue
-        method = r["method"] + (
-            " (statistics of the original model)" if r.get("sequential") is False else ""
-        )
-        if r.get("variant"):  # set in the log by hand, e.g. a row of an earlier version
-            method += f" ({r['variant']})"
-        if r.get("holdout"):
-            method += f" ({r['holdout']} calibration sequences held out)"
-        if r.get("calib_batch_size"):
-            method += f" (calibration batch {r['calib_batch_size']})"
-        if r.get("options"):
-            method += " (" + ", ".join(f"{k}={v}" for k, v in r["options"].items()) + ")"
+        method = row_label(r)
         lines.append(
             f"| {method} | {r['allocation']} | {r['topology']} | "
             f"{r['selected_ratio']:.1%} / {r['model_ratio']:.1%} | {_fmt(r['ppl'], ',.2f')} | "

@@ -119,6 +119,7 @@ JOBS: list[Job] = [
         "--iters 20 --sweeps 4,2,1 --section bench_ttfit_sweeps --write",
         "--iters 10 --sweeps 1 --calib-samples 8 --holdout 2 --section bench_ttfit_sweeps "
         "--write", _has_smollm2),
+    Job("bench_compress_summary.py", ["bench_compress_summary"], "--write", "--write"),
     Job("bench_demo_settings.py", ["bench_demo_settings"], "--write",
         "--ratios 0.2 --samples 8 --heal-samples 8 --heals 5:1e-4 --write", _has_smollm2),
 ]  # fmt: skip

@@ -207,6 +207,44 @@ def test_limits_checkpoints_and_logs(tmp_path, data):
     assert back.config.vocab_size == vocab.vocab_size
 
 
+def test_final_eval_max_tokens_caps_the_final_evaluation(tmp_path, data):
+    """The final evaluation scores every token of valid and test by default, and the first
+    final_eval_max_tokens of each when asked (the same numbers as evaluate() on that slice)."""
+    from qtensorformer.train import evaluate
+
+    vocab, ids = data
+    full = Trainer(
+        _model(vocab),
+        ids["train"],
+        ids["valid"],
+        _cfg(),
+        tmp_path / "full",
+        vocab,
+        ids["test"],
+        quiet=True,
+    ).fit()
+    assert full.valid.tokens == ids["valid"].numel() - 1
+    cap = 100
+    cfg = _cfg(final_eval_max_tokens=cap)
+    cut = Trainer(
+        _model(vocab),
+        ids["train"],
+        ids["valid"],
+        cfg,
+        tmp_path / "cut",
+        vocab,
+        ids["test"],
+        quiet=True,
+    ).fit()
+    assert cut.valid.tokens <= cap and cut.test.tokens <= cap < ids["test"].numel() - 1
+    last = QTensorFormer.from_pretrained(tmp_path / "cut" / "checkpoints" / "step-0000008")
+    again = evaluate(last, ids["test"], 32, 32, cap)
+    assert cut.test.nll == pytest.approx(again.nll, rel=1e-6)
+    assert full.test.nll != pytest.approx(cut.test.nll)
+    with pytest.raises(ValueError, match="final_eval_max_tokens"):
+        _cfg(final_eval_max_tokens=0)
+
+
 def test_early_stopping(tmp_path, data, monkeypatch):
     from qtensorformer.train import EvalResult
 

@@ -114,6 +114,10 @@ def train(
     eval_max_tokens: Annotated[
         int | None, typer.Option(help="Tokens of each validation estimate (the final one is full).")
     ] = 100_000,
+    final_eval_max_tokens: Annotated[
+        int | None,
+        typer.Option(help="Tokens of each split in the final evaluation (default: all of them)."),
+    ] = None,
     patience: Annotated[
         int | None, typer.Option(help="Stop after this many estimates without improvement.")
     ] = None,
@@ -166,6 +170,7 @@ def train(
                 checkpoint_every_steps=every_steps,
                 checkpoint_every_minutes=every_minutes,
                 eval_max_tokens=eval_max_tokens,
+                final_eval_max_tokens=final_eval_max_tokens,
                 patience=patience,
                 max_latency_ms=max_latency_ms,
                 max_energy_uj=max_energy_uj,

@@ -18,6 +18,8 @@ class TrainConfig:
     ``epochs`` (used only when neither of the others is given); the learning-rate schedule
     (linear warm-up, cosine decay to ``min_lr_ratio``·lr) spans it. ``max_minutes`` stops
     earlier on the wall clock (the schedule is then cut short, and the log says so).
+    Validation estimates during training score ``eval_max_tokens`` tokens; the final
+    evaluation scores every token of valid and test, or the first ``final_eval_max_tokens``.
     ``max_latency_ms`` (measured per query of ``seq_len`` tokens at each evaluation) and
     ``max_energy_uj`` (estimated per query on the ``energy_hardware`` profile of
     :mod:`qtensorformer.energy`; every evaluation logs that estimate) are held by a
@@ -46,6 +48,7 @@ class TrainConfig:
     max_minutes: float | None = None
     eval_every: int = 500
     eval_max_tokens: int | None = 100_000
+    final_eval_max_tokens: int | None = None
     eval_batch_size: int = 32
     max_latency_ms: float | None = None
     max_energy_uj: float | None = None
@@ -76,6 +79,7 @@ class TrainConfig:
             "max_steps",
             "max_tokens",
             "eval_max_tokens",
+            "final_eval_max_tokens",
             "patience",
             "checkpoint_every_steps",
         ):

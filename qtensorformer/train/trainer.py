@@ -843,12 +843,16 @@ class Trainer:
         """Full validation (and test) perplexity; writes ``summary.json``."""
         if message:
             self._print(f"[yellow]{message}[/]")
-        cap = run.state.final_eval_tokens
-        if cap is not None:
+        timed, asked = run.state.final_eval_tokens, self.config.final_eval_max_tokens
+        cap = min(c for c in (timed, asked, math.inf) if c is not None)
+        cap = None if cap == math.inf else int(cap)
+        if cap is not None and cap == timed:
             self._print(
                 f"Final evaluation on the first {cap:,} tokens of each split (the share of "
                 f"max_minutes={self.config.max_minutes} left for it)"
             )
+        elif cap is not None:
+            self._print(f"Final evaluation on the first {cap:,} tokens of each split")
         valid = self._eval(self.valid_ids, "valid", cap)
         test = self._eval(self.test_ids, "test", cap) if self.test_ids is not None else None
         result = self._result(run, status, valid, test, message)

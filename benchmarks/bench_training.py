@@ -1,0 +1,442 @@
+"""The training tables of docs/RESULTS.md: core metrics at convergence, three seeds at one
+epoch, the ablation, and the scale-up, each trained here and measured from its best model.
+
+Each table names its runs (small preset on WikiText-2 unless stated; ``--quick`` shrinks every
+budget to a few minutes of training in all). Missing runs are trained, unfinished ones
+resumed (``qtf train --resume``), finished ones reused, so the command can be stopped and
+run again; ``--no-train`` builds the tables from the finished runs only. A run shared by two
+tables (the one-epoch dense and every-pillar models are the seeds table, the ablation's two
+ends and the scale-up's small row) is trained once.
+
+    python benchmarks/bench_training.py --tables core --write
+    python benchmarks/bench_training.py --tables seeds,ablation,scale --write
+    python benchmarks/bench_training.py --list          # every run's qtf train command
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import machine, write_section
+from _training import ROOT, RunMetrics, RunSpec, latencies_ms, measure, status, train
+
+from qtensorformer.config import PRESETS, model_config
+from qtensorformer.energy import PROFILES
+from qtensorformer.model import QTensorFormer
+
+WT2 = ("--preset", "small", "--data", "wikitext-2", "--seq-len", "128", "--batch-size", "16")
+RANKS = ("--set", "embedding_rank=384", "--set", "tt_rank=64")
+EVERY = ("--variant", "all", *RANKS, "--set", "rank_step=8")
+SEEDS = (0, 1, 2)
+#: WikiText-2's full word-level vocabulary (the scale-up table counts parameters with it).
+WT2_VOCAB = 33_278
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A run's length and evaluation settings: the full tables' and ``--quick``'s."""
+
+    converge: tuple[str, ...]
+    one_epoch: tuple[str, ...]
+    seeds: tuple[int, ...]
+    root: str
+    latency_repeats: int
+    test_max_tokens: int | None = None
+
+
+FULL = Budget(
+    converge=("--epochs", "12", "--patience", "3", "--eval-every", "500"),
+    one_epoch=("--max-tokens", "2088000", "--eval-every", "250"),
+    seeds=SEEDS,
+    root="runs/core",
+    latency_repeats=15,
+)
+QUICK = Budget(
+    converge=(
+        "--max-tokens",
+        "40000",
+        "--warmup",
+        "5",
+        "--patience",
+        "3",
+        "--eval-every",
+        "5",
+        "--eval-max-tokens",
+        "5000",
+        "--final-eval-max-tokens",
+        "20000",
+    ),
+    one_epoch=(
+        "--max-tokens",
+        "30000",
+        "--warmup",
+        "5",
+        "--eval-every",
+        "5",
+        "--eval-max-tokens",
+        "5000",
+        "--final-eval-max-tokens",
+        "20000",
+    ),
+    seeds=(0, 1),
+    root="runs/bench-quick/training",
+    latency_repeats=5,
+    test_max_tokens=20_000,
+)
+
+
+def core_specs(b: Budget) -> list[RunSpec]:
+    """Dense vs every pillar to convergence, word-level and BPE."""
+    out = []
+    for tok, prefix in (("word", "word"), ("bpe:8000", "bpe8000")):
+        common = (*WT2, *b.converge, "--tokenizer", tok)
+        out += [
+            RunSpec(f"{prefix}-dense", "dense baseline", (*common, "--dense")),
+            RunSpec(f"{prefix}-all", "every pillar", (*common, *EVERY)),
+        ]
+    return out
+
+
+def one_epoch(name: str, label: str, args: Iterable[str], b: Budget, seed: int = 0) -> RunSpec:
+    """A one-epoch run (word-level) with ``seed``."""
+    args = (*WT2, *b.one_epoch, *args, "--seed", str(seed))
+    return RunSpec(f"1ep-{name}-seed{seed}", label, args)
+
+
+def seed_specs(b: Budget) -> list[RunSpec]:
+    """Dense and every pillar at one epoch, one run per seed."""
+    return [one_epoch(n, lab, a, b, s) for n, lab, a in ENDS for s in b.seeds]
+
+
+ENDS = (("dense", "dense baseline", ("--dense",)), ("all", "every pillar", EVERY))
+ABLATION_MIDDLE = (
+    ("tt", "+ TT compression (embedding rank 384, TT rank 64)", ("--variant", "tt", *RANKS)),
+    (
+        "rank",
+        "+ adaptive rank (score: quantum-encoder entropy; encoder included)",
+        ("--variant", "default", *RANKS, "--set", "use_adaptive_rank=true", "--set", "rank_step=8"),
+    ),
+    (
+        "qka",
+        "+ quantum-kernel attention (every token)",
+        (
+            "--variant",
+            "default",
+            *RANKS,
+            "--set",
+            "use_adaptive_rank=true",
+            "--set",
+            "rank_step=8",
+            "--set",
+            "use_quantum_attention=true",
+        ),
+    ),
+    (
+        "route",
+        "+ selective routing (20% of tokens)",
+        ("--variant", "all", *RANKS, "--set", "rank_step=8", "--set", "use_qkan=false"),
+    ),
+)
+
+
+def ablation_specs(b: Budget) -> list[RunSpec]:
+    """The cumulative rows (the ends with every seed); the energy-budget row is added by
+    :func:`budget_spec` once the dense model's energy is known."""
+    dense = [one_epoch("dense", "dense baseline", ("--dense",), b, s) for s in b.seeds]
+    middle = [one_epoch(n, lab, a, b) for n, lab, a in ABLATION_MIDDLE]
+    every = [one_epoch("all", "+ DARUAN (= every pillar)", EVERY, b, s) for s in b.seeds]
+    return dense + middle + every
+
+
+def budget_spec(b: Budget, energy_uj: float) -> RunSpec:
+    """Every pillar under an energy budget per query (``energy_uj`` on ``cpu_xeon``)."""
+    args = (*EVERY, "--max-energy-uj", f"{energy_uj:.0f}")
+    return one_epoch("all-budget", "+ energy budget (the dense model's estimate)", args, b)
+
+
+def scale_specs(b: Budget) -> list[RunSpec]:
+    """Medium dense and every pillar at one epoch (small comes from the seeds table)."""
+    med = ("--preset", "medium")
+    return [
+        one_epoch("medium-dense", "medium, dense", (*med, "--dense"), b),
+        one_epoch("medium-all", "medium, every pillar", (*med, *EVERY), b),
+    ]
+
+
+# ---------------------------------------------------------------------------------- tables
+def fmt(x: float | None, spec: str = ",.2f") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def rel(x: float, base: float) -> str:
+    return f"{x / base - 1:+.1%}"
+
+
+def spread(values: list[float]) -> str:
+    """``mean ± sample std (min–max, n)`` of ``values``."""
+    if len(values) == 1:
+        return f"{values[0]:,.2f} (one seed)"
+    m, s = statistics.fmean(values), statistics.stdev(values)
+    return f"{m:,.2f} ± {s:,.2f} ({min(values):,.2f}–{max(values):,.2f}, n={len(values)})"
+
+
+def commands(specs: list[RunSpec], root: Path) -> str:
+    return "\n".join(" ".join(s.command(root)) for s in specs)
+
+
+def header(title: str, cmd: str, specs: list[RunSpec], root: Path) -> list[str]:
+    return [
+        f"### {title}",
+        "",
+        f"Command: `{cmd}` (trains or resumes the runs below, then measures each `best/` model).  ",
+        f"Machine: {machine()}",
+        "",
+        "```bash",
+        commands(specs, root),
+        "```",
+        "",
+    ]
+
+
+def core_table(ms: dict[str, RunMetrics], ms_token: dict[str, float], prefix: str) -> list[str]:
+    """One tokenizer's rows: dense and every pillar side by side."""
+    d, a = ms[f"{prefix}-dense"], ms[f"{prefix}-all"]
+    rows = [
+        "| model | params | × fewer | steps (best) | status | test ppl | vs dense | ppl per "
+        "word | MFLOP / token | circuits / token | routed | mean FFN rank | ms / token | speed "
+        "vs dense |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in (d, a):
+        t = ms_token[m.name]
+        rows.append(
+            f"| {m.label} | {m.params:,} | {d.params / m.params:.2f} | {m.steps:,} "
+            f"({fmt(m.best_step, ',')}) | {m.status} | {m.test_ppl:,.2f} | "
+            f"{rel(m.test_ppl, d.test_ppl)} | {fmt(m.test_word_ppl)} | "
+            f"{m.flops_per_token / 1e6:.2f} | {m.circuits_per_token:.1f} | "
+            f"{fmt(m.routed_fraction, '.1%')} | {fmt(m.mean_rank, '.1f')} | {t:.3f} | "
+            f"{ms_token[d.name] / t:.2f} |"
+        )
+    return rows
+
+
+def energy_table(ms: list[RunMetrics]) -> list[str]:
+    """Estimated µJ per 128-token query of test text on every hardware profile."""
+    rows = [
+        "| model | " + " | ".join(PROFILES) + " |",
+        "|---|" + "---:|" * len(PROFILES),
+    ]
+    for m in ms:
+        cells = " | ".join(f"{m.energy_uj[h]:,.0f}" for h in PROFILES)
+        rows.append(f"| {m.tokenizer.split(',')[0]}: {m.label} | {cells} |")
+    return rows
+
+
+def build_core(b: Budget, cmd: str, train_missing: bool) -> str | None:
+    specs = core_specs(b)
+    ms = collect(specs, b, train_missing)
+    if ms is None:
+        return None
+    root = ROOT / b.root
+    lines = header(
+        "Core metrics: dense vs every pillar at convergence (issue #17)", cmd, specs, Path(b.root)
+    )
+    for prefix, title in (("word", "Word-level (vocabulary 33,278)"), ("bpe8000", "BPE, 8,000")):
+        pair = {k: v for k, v in ms.items() if k.startswith(prefix)}
+        lat = latencies_ms({k: root / k for k in pair}, b.latency_repeats)
+        lines += [f"{title}:", "", *core_table(ms, lat, prefix), ""]
+    lines += [
+        "Estimated energy per query (µJ, one 128-token window of test text):",
+        "",
+        *energy_table(list(ms.values())),
+    ]
+    return "\n".join(lines)
+
+
+def build_seeds(b: Budget, cmd: str, train_missing: bool) -> str | None:
+    specs = seed_specs(b)
+    ms = collect(specs, b, train_missing)
+    if ms is None:
+        return None
+    lines = header(
+        "One epoch, three seeds: dense vs every pillar (issue #17)", cmd, specs, Path(b.root)
+    )
+    lines += [
+        "| model | params | test ppl per seed | mean ± std (min–max) | mean vs dense |",
+        "|---|---:|---|---:|---:|",
+    ]
+    means = {}
+    for name, label, _ in ENDS:
+        runs = [ms[f"1ep-{name}-seed{s}"] for s in b.seeds]
+        means[name] = statistics.fmean(r.test_ppl for r in runs)
+        per = ", ".join(f"{r.test_ppl:,.2f}" for r in runs)
+        ppl = [r.test_ppl for r in runs]
+        vs = rel(means[name], means["dense"])
+        lines.append(f"| {label} | {runs[0].params:,} | {per} | {spread(ppl)} | {vs} |")
+    return "\n".join(lines)
+
+
+def build_ablation(b: Budget, cmd: str, train_missing: bool) -> str | None:
+    specs = ablation_specs(b)
+    ms = collect(specs, b, train_missing)
+    if ms is None:
+        return None
+    dense = ms[specs[0].name]
+    extra = budget_spec(b, dense.energy_uj["cpu_xeon"])
+    more = collect([extra], b, train_missing)
+    if more is None:
+        return None
+    ms.update(more)
+    specs.append(extra)
+    lat = latencies_ms(
+        {s.name: ROOT / b.root / s.name for s in specs if s.name.endswith("seed0")},
+        b.latency_repeats,
+    )
+    lines = header(
+        "Ablation at one epoch: what each pillar adds (issue #17)", cmd, specs, Path(b.root)
+    )
+    lines += [
+        "| component added | params | test ppl | ppl vs dense | MFLOP / token | FLOPs vs dense "
+        "| energy vs dense (cpu_xeon) | speed vs dense | seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    groups = _rows(specs)
+    d_mean = statistics.fmean(ms[s.name].test_ppl for s in groups[0])
+    for group in groups:
+        runs = [ms[s.name] for s in group]
+        m, ppl = runs[0], [r.test_ppl for r in runs]
+        mean = statistics.fmean(ppl)
+        lines.append(
+            f"| {m.label} | {m.params:,} | {spread(ppl) if len(ppl) > 1 else f'{mean:,.2f}'} | "
+            f"{rel(mean, d_mean)} | {m.flops_per_token / 1e6:.2f} | "
+            f"{rel(m.flops_per_token, dense.flops_per_token)} | "
+            f"{rel(m.energy_uj['cpu_xeon'], dense.energy_uj['cpu_xeon'])} | "
+            f"{lat[dense.name] / lat[m.name]:.2f} | {len(runs)} |"
+        )
+    return "\n".join(lines)
+
+
+def _rows(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """The specs grouped by row (a row's seeds share a name up to ``-seedN``)."""
+    groups: dict[str, list[RunSpec]] = {}
+    for s in specs:
+        groups.setdefault(s.name.rsplit("-seed", 1)[0], []).append(s)
+    return list(groups.values())
+
+
+def param_rows() -> list[str]:
+    """Parameters of every preset, dense and every pillar (by code, vocabulary 33,278)."""
+    rows = [
+        "| preset | d_model / layers / heads | dense params | every-pillar params | × fewer "
+        "| float32 MB: dense → every pillar |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for p, sizes in PRESETS.items():
+        n = {v: _count(v, p) for v in ("dense", "all")}
+        rows.append(
+            f"| {p} | {sizes['d_model']} / {sizes['n_layers']} / {sizes['n_heads']} | "
+            f"{n['dense']:,} | {n['all']:,} | {n['dense'] / n['all']:.2f} | "
+            f"{n['dense'] * 4 / 1e6:.1f} → {n['all'] * 4 / 1e6:.1f} |"
+        )
+    return rows
+
+
+def _count(variant: str, preset: str) -> int:
+    over = {"embedding_rank": 384, "tt_rank": 64, "rank_step": 8} if variant == "all" else {}
+    cfg = model_config(variant, preset, WT2_VOCAB, max_seq_len=128, **over)
+    return QTensorFormer(cfg).num_parameters()
+
+
+def build_scale(b: Budget, cmd: str, train_missing: bool) -> str | None:
+    small = [one_epoch(n, f"small, {lab}", a, b) for n, lab, a in ENDS]
+    specs = small + scale_specs(b)
+    ms = collect(specs, b, train_missing)
+    if ms is None:
+        return None
+    lines = header(
+        "Scale-up: parameters of every preset, and trained perplexity (issue #17)",
+        cmd,
+        specs,
+        Path(b.root),
+    )
+    lines += [*param_rows(), "", "Trained one epoch (word-level WikiText-2, seed 0):", ""]
+    lines += ["| model | params | test ppl | vs dense of its preset |", "|---|---:|---:|---:|"]
+    for dense, every in ((specs[0], specs[1]), (specs[2], specs[3])):
+        d = ms[dense.name]
+        for s in (dense, every):
+            m = ms[s.name]
+            vs = rel(m.test_ppl, d.test_ppl)
+            lines.append(f"| {s.label} | {m.params:,} | {m.test_ppl:,.2f} | {vs} |")
+    return "\n".join(lines)
+
+
+def collect(specs: list[RunSpec], b: Budget, train_missing: bool) -> dict[str, RunMetrics] | None:
+    """Train what is missing (when asked) and measure every run; None when some run is not
+    finished and training was not asked for (the reason is printed)."""
+    root = ROOT / b.root
+    out = {}
+    for s in specs:
+        if s.name in out:
+            continue
+        if train_missing:
+            train(s, root)
+        elif status(root / s.name) is None:
+            print(f"not finished: {s.name} ({' '.join(s.command(Path(b.root)))})")
+            return None
+        out[s.name] = measure(s, root, b.test_max_tokens)
+    return out
+
+
+TABLES: dict[str, Callable[[Budget, str, bool], str | None]] = {
+    "core": build_core,
+    "seeds": build_seeds,
+    "ablation": build_ablation,
+    "scale": build_scale,
+}
+SPECS: dict[str, Callable[[Budget], list[RunSpec]]] = {
+    "core": core_specs,
+    "seeds": seed_specs,
+    "ablation": ablation_specs,
+    "scale": lambda b: [one_epoch(n, lab, a, b) for n, lab, a in ENDS] + scale_specs(b),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--tables", default="core,seeds,ablation,scale", help=f"comma-separated: {','.join(TABLES)}"
+    )
+    ap.add_argument("--quick", action="store_true", help="tiny budgets (minutes, not hours)")
+    ap.add_argument("--no-train", action="store_true", help="only tabulate finished runs")
+    ap.add_argument("--list", action="store_true", help="print the runs' commands and stop")
+    ap.add_argument("--write", action="store_true", help="write the tables to the results file")
+    args = ap.parse_args(argv)
+    names = [t.strip() for t in args.tables.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TABLES]
+    if unknown:
+        ap.error(f"unknown table(s) {unknown}; choose from {list(TABLES)}")
+    b = QUICK if args.quick else FULL
+    if args.list:
+        for t in names:
+            print(f"# {t}\n{commands(SPECS[t](b), Path(b.root))}")
+        return 0
+    given = argv if argv is not None else sys.argv[1:]
+    cmd = "python benchmarks/bench_training.py " + " ".join(given)
+    for t in names:
+        body = TABLES[t](b, cmd, not args.no_train)
+        if body is None:
+            print(f"{t}: runs missing, table not built")
+            continue
+        print(body)
+        if args.write:
+            write_section(f"bench_training_{t}", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

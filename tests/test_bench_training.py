@@ -1,0 +1,153 @@
+"""benchmarks/bench_training.py and _training.py: run specs shared between tables agree, a
+run is trained once, resumed when its summary is missing and measured from best/ (a tiny
+synthetic run), and the table cells are computed from the right rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str, monkeypatch):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def bt(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    _load("_training", monkeypatch)
+    return _load("bench_training", monkeypatch)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_a_run_name_means_one_command_across_tables(bt, quick):
+    """Tables share runs by name (trained once), so a name must always carry the same args."""
+    b = bt.QUICK if quick else bt.FULL
+    seen: dict[str, tuple] = {}
+    for make in bt.SPECS.values():
+        for s in make(b):
+            assert seen.setdefault(s.name, s.args) == s.args, s.name
+    shared = {s.name for s in bt.seed_specs(b)} & {s.name for s in bt.ablation_specs(b)}
+    assert shared == {s.name for s in bt.seed_specs(b)}  # the ablation's ends are the seeds
+    assert len({s.args for s in bt.ablation_specs(b)}) == len(bt.ablation_specs(b))
+
+
+def test_ablation_rows_add_one_pillar_each(bt):
+    """Each middle row of the ablation turns on what the row before it had, plus more."""
+    from qtensorformer.config import model_config
+
+    pillars = []
+    for _, _, args in bt.ABLATION_MIDDLE:
+        a = list(args)
+        variant = a[a.index("--variant") + 1]
+        sets = dict(v.split("=") for v in a if "=" in v)
+        over = {k: v == "true" for k, v in sets.items() if v in ("true", "false")}
+        cfg = model_config(variant, "small", 100, **over)
+        pillars.append({k for k, on in cfg.pillars.items() if on})
+    every = {k for k, on in model_config("all", "small", 100).pillars.items() if on}
+    for before, after in zip(pillars, [*pillars[1:], every], strict=True):
+        assert before < after
+
+
+def test_spread_and_row_groups(bt):
+    assert bt.spread([1.0, 2.0, 3.0]) == "2.00 ± 1.00 (1.00–3.00, n=3)"
+    assert bt.spread([5.0]) == "5.00 (one seed)"
+    specs = [bt.RunSpec(n, n, ()) for n in ("a-seed0", "a-seed1", "b-seed0", "c")]
+    groups = [[s.name for s in g] for g in bt._rows(specs)]
+    assert groups == [["a-seed0", "a-seed1"], ["b-seed0"], ["c"]]
+
+
+def _metrics(bt, name, params, ppl, flops):
+    return bt.RunMetrics(
+        name=name,
+        label=name,
+        status="completed",
+        params=params,
+        steps=10,
+        best_step=5,
+        test_ppl=ppl,
+        test_word_ppl=ppl,
+        test_tokens=100,
+        tokenizer="word-level",
+        flops_per_token=flops,
+        circuits_per_token=0.0,
+        routed_fraction=None,
+        mean_rank=None,
+        energy_uj=dict.fromkeys(bt.PROFILES, 1.0),
+    )
+
+
+def test_core_table_ratios_come_from_the_dense_row(bt):
+    ms = {
+        "w-dense": _metrics(bt, "w-dense", 400, 100.0, 2e6),
+        "w-all": _metrics(bt, "w-all", 100, 110.0, 3e6),
+    }
+    rows = bt.core_table(ms, {"w-dense": 1.0, "w-all": 4.0}, "w")
+    cells = [c.strip() for c in rows[3].split("|")]
+    assert cells[1:8] == ["w-all", "100", "4.00", "10 (5)", "completed", "110.00", "+10.0%"]
+    assert cells[-2:] == ["0.25", ""] and cells[9] == "3.00"
+
+
+def test_tiny_run_is_trained_once_resumed_and_measured(bt, tmp_path, monkeypatch, capsys):
+    tr = sys.modules["_training"]
+    spec = tr.RunSpec(
+        "tiny",
+        "tiny",
+        (
+            "--data",
+            "synthetic",
+            "--preset",
+            "small",
+            "--variant",
+            "all",
+            "--set",
+            "d_model=16",
+            "--set",
+            "n_heads=2",
+            "--set",
+            "n_layers=1",
+            "--set",
+            "tt_rank=4",
+            "--seq-len",
+            "32",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "6",
+            "--eval-every",
+            "3",
+            "--eval-max-tokens",
+            "500",
+            "--final-eval-max-tokens",
+            "500",
+        ),
+    )
+    assert tr.train(spec, tmp_path) == "completed"
+    (tmp_path / "tiny" / "summary.json").unlink()  # as if stopped before its summary
+    assert tr.train(spec, tmp_path) == "completed"
+    assert "--resume" in capsys.readouterr().out
+    m = tr.measure(spec, tmp_path, test_max_tokens=2000)
+    assert m.params > 0 and m.best_step in (3, 6) and m.test_tokens <= 2000
+    assert math.isfinite(m.test_ppl) and 1 < m.test_ppl < 1e6
+    assert 0 <= m.routed_fraction <= 1 and m.mean_rank >= 1 and m.circuits_per_token > 0
+    assert set(m.energy_uj) == set(bt.PROFILES) and all(v > 0 for v in m.energy_uj.values())
+
+    def boom(*a, **k):
+        raise AssertionError("measured again instead of reading the cache")
+
+    monkeypatch.setattr(tr, "evaluate", boom)
+    assert tr.measure(spec, tmp_path, test_max_tokens=2000).test_ppl == m.test_ppl
+    with pytest.raises(AssertionError, match="cache"):
+        tr.measure(spec, tmp_path)  # another test slice is another measurement
+    lat = tr.latencies_ms({"a": tmp_path / "tiny", "b": tmp_path / "tiny"}, repeats=2, warmup=1)
+    assert set(lat) == {"a", "b"} and all(v > 0 for v in lat.values())
