@@ -66,6 +66,7 @@ def _one(args: argparse.Namespace) -> dict:
         eval_windows=args.windows,
         eval_before=False,
         heal_steps=args.heal_steps,
+        heal_options={"balance": True} if args.heal_balance else None,
         sequential=not args.no_sequential,
         calib_batch_size=args.calib_batch_size,
         calib_holdout=args.calib_holdout,
@@ -77,6 +78,7 @@ def _one(args: argparse.Namespace) -> dict:
         "wall_s_with_load_and_eval": seconds,
         **({"options": sets} if sets else {}),
         **({"calib_batch_size": args.calib_batch_size} if args.calib_batch_size != 4 else {}),
+        **({"heal_balance": True} if args.heal_balance else {}),
     }
 
 
@@ -142,6 +144,11 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--windows", type=int, default=16)
     p.add_argument("--heal-steps", type=int, default=0, help="healing steps after compression")
+    p.add_argument(
+        "--heal-balance",
+        action="store_true",
+        help="balance every low-rank layer's factors before healing",
+    )
     p.add_argument("--log", default=None, help="append each row as JSON to this file")
     p.add_argument("--no-baseline", action="store_true", help="skip the uncompressed row")
     p.add_argument("--section", default="bench_compress", help="docs/RESULTS.md section")
@@ -200,6 +207,8 @@ def _child(args: argparse.Namespace, method: str, ratio: float, allocation: str)
     cmd += ["--heal-steps", str(args.heal_steps), "--calib-batch-size", str(args.calib_batch_size)]
     if args.no_sequential:
         cmd += ["--no-sequential"]
+    if args.heal_balance:
+        cmd += ["--heal-balance"]
     for flag, value in (("--calib-data", args.calib_data), ("--eval-data", args.eval_data)):
         if value:
             cmd += [flag, value]
@@ -246,6 +255,8 @@ def row_label(r: dict) -> str:
         method += f" (calibration batch {r['calib_batch_size']})"
     if r.get("options"):
         method += " (" + ", ".join(f"{k}={v}" for k, v in r["options"].items()) + ")"
+    if r.get("heal_balance"):
+        method += " (factors balanced before healing)"
     return method
 
 

@@ -156,3 +156,37 @@ def test_held_out_tail_is_the_fraction_capped_at_valid_max_tokens(n, cap, held):
     want = max(cfg.seq_len + 1, held)
     assert tail.numel() == want and head.numel() == n - want
     torch.testing.assert_close(torch.cat([head, tail]), ids, rtol=0, atol=0)
+
+
+def test_balance_keeps_every_weight_and_equalises_each_rank_component():
+    """float64: A·B unchanged to rounding, ‖A[:, i]‖ = ‖B[i, :]‖ for every i, a zero
+    component left alone."""
+    from qtensorformer.tensor import LowRankLinear
+
+    A = torch.randn(24, 5, dtype=torch.float64) * torch.logspace(-3, 3, 5, dtype=torch.float64)
+    B = torch.randn(5, 16, dtype=torch.float64) / 50
+    A[:, 2] = 0.0
+    layer = LowRankLinear.from_factors(A, B, torch.randn(24, dtype=torch.float64))
+    W, bias = layer.to_dense().clone(), layer.bias.clone()
+    layer.balance_()
+    torch.testing.assert_close(layer.to_dense(), W, rtol=1e-13, atol=1e-15)
+    assert torch.equal(layer.bias, bias)
+    a, b = layer.up.weight.norm(dim=0), layer.down.weight.norm(dim=1)
+    keep = torch.arange(5) != 2
+    torch.testing.assert_close(a[keep], b[keep], rtol=1e-12, atol=0)
+    assert a[2] == 0 and torch.equal(layer.down.weight[2], B[2])
+
+
+def test_heal_with_balance_starts_from_the_same_model(tmp_path):
+    """balance=True changes the factors, not the function: the held-out loss before healing
+    is the same as without it, and healing still lowers it."""
+    ids = _stream(3000)
+    losses = {}
+    for balance in (False, True):
+        model, report = _compressed()
+        res = heal(model, ids, _cfg(balance=balance), tmp_path / str(balance), report=report)
+        losses[balance] = res
+    assert losses[True].valid_loss_before == pytest.approx(
+        losses[False].valid_loss_before, rel=1e-5
+    )
+    assert losses[True].valid_loss_after < losses[True].valid_loss_before

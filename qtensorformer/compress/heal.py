@@ -37,6 +37,7 @@ from torch import nn
 from ..files import read_json, write_json
 from ..model import ModelOutput
 from ..nn import ForwardStats
+from ..tensor import LowRankLinear
 from ..train import TrainConfig, Trainer, evaluate
 from .checkpoint import model_config_dict, save_compressed
 from .evaluate import forward_logits, max_positions
@@ -58,9 +59,11 @@ class HealConfig:
     """The fine-tune: ``steps`` optimiser steps of ``batch_size`` windows of ``seq_len`` tokens
     at learning rate ``lr`` (linear warm-up over ``warmup_steps``, cosine decay to a tenth);
     ``valid_fraction`` of the text (at most ``valid_max_tokens`` tokens, None: no cap) is held
-    out and scored before, every quarter of the run and after; ``seed`` fixes
-    the window order; ``device`` as the trainer takes it (``"auto"``: a GPU when there is
-    one); ``progress`` shows the trainer's bar."""
+    out and scored before, every quarter of the run and after; ``balance`` first rescales every
+    :class:`~qtensorformer.tensor.LowRankLinear` so that its two factors have equal norms per
+    rank component (the weights are unchanged); ``seed`` fixes the window order; ``device``
+    as the trainer takes it (``"auto"``: a GPU when there is one); ``progress`` shows the
+    trainer's bar."""
 
     steps: int = 50
     lr: float = 5e-5
@@ -70,6 +73,7 @@ class HealConfig:
     weight_decay: float = 0.0
     valid_fraction: float = 0.1
     valid_max_tokens: int | None = 16_384
+    balance: bool = False
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -206,6 +210,10 @@ def heal(
     """Fine-tune ``model`` in place on the token stream ``ids`` (see the module docstring);
     checkpoints go to ``run_dir`` and ``resume=True`` continues an interrupted run there."""
     train_ids, valid_ids = _split(ids, config)
+    if config.balance and not resume:
+        for m in model.modules():
+            if isinstance(m, LowRankLinear):
+                m.balance_()
     wrapped = TrainableLM(model, report)
     train_config = config.train_config()
     trainer = Trainer(

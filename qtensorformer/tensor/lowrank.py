@@ -109,6 +109,30 @@ class LowRankLinear(nn.Module):
         """Stored parameters: r·(in + out), plus the bias."""
         return sum(p.numel() for p in self.parameters())
 
+    @torch.no_grad()
+    def balance_(self) -> LowRankLinear:
+        """Rescale each rank component so that its column of A and its row of B have the
+        same norm (A[:, i]·c_i and B[i, :]/c_i); the weight A·B is unchanged. A whitened
+        factorisation (SVD-LLM's A = U√Σ, B = √ΣVᵀS⁻¹) is far from balanced, and a
+        fine-tune, whose Adam steps are about the same size for every entry, then moves the
+        small factor relatively much more than the large one. Returns the layer.
+
+        Example:
+            >>> A, B = torch.full((4, 2), 10.0), torch.full((2, 4), 0.1)
+            >>> layer = LowRankLinear.from_factors(A, B)
+            >>> W = layer.to_dense()
+            >>> bool(torch.allclose(layer.balance_().to_dense(), W))
+            True
+            >>> round(layer.up.weight[0, 0].item(), 4), round(layer.down.weight[0, 0].item(), 4)
+            (1.0, 1.0)
+        """
+        A, B = self.up.weight, self.down.weight  # (n, r), (r, m)
+        a, b = A.norm(dim=0), B.norm(dim=1)  # (r,), (r,)
+        c = torch.where((a > 0) & (b > 0), (b / a.clamp_min(1e-30)).sqrt(), torch.ones_like(a))
+        A.mul_(c)
+        B.div_(c[:, None])
+        return self
+
     def decayed_parameters(self) -> list[nn.Parameter]:
         """The parameters that take weight decay: the two factors (not the bias)."""
         return [self.down.weight, self.up.weight]
