@@ -29,7 +29,8 @@ from qtensorformer.config import PRESETS, model_config
 from qtensorformer.energy import PROFILES
 from qtensorformer.model import QTensorFormer
 
-WT2 = ("--preset", "small", "--data", "wikitext-2", "--seq-len", "128", "--batch-size", "16")
+WT2 = ("--data", "wikitext-2", "--seq-len", "128", "--batch-size", "16")
+SMALL = ("--preset", "small")
 RANKS = ("--set", "embedding_rank=384", "--set", "tt_rank=64")
 EVERY = ("--variant", "all", *RANKS, "--set", "rank_step=8")
 SEEDS = (0, 1, 2)
@@ -94,7 +95,7 @@ def core_specs(b: Budget) -> list[RunSpec]:
     """Dense vs every pillar to convergence, word-level and BPE."""
     out = []
     for tok, prefix in (("word", "word"), ("bpe:8000", "bpe8000")):
-        common = (*WT2, *b.converge, "--tokenizer", tok)
+        common = (*SMALL, *WT2, *b.converge, "--tokenizer", tok)
         out += [
             RunSpec(f"{prefix}-dense", "dense baseline", (*common, "--dense")),
             RunSpec(f"{prefix}-all", "every pillar", (*common, *EVERY)),
@@ -102,9 +103,11 @@ def core_specs(b: Budget) -> list[RunSpec]:
     return out
 
 
-def one_epoch(name: str, label: str, args: Iterable[str], b: Budget, seed: int = 0) -> RunSpec:
-    """A one-epoch run (word-level) with ``seed``."""
-    args = (*WT2, *b.one_epoch, *args, "--seed", str(seed))
+def one_epoch(
+    name: str, label: str, args: Iterable[str], b: Budget, seed: int = 0, preset: str = "small"
+) -> RunSpec:
+    """A one-epoch run (word-level) of ``preset`` with ``seed``."""
+    args = ("--preset", preset, *WT2, *b.one_epoch, *args, "--seed", str(seed))
     return RunSpec(f"1ep-{name}-seed{seed}", label, args)
 
 
@@ -166,11 +169,11 @@ MEDIUM_BUDGET = 5_350_000
 
 def scale_specs(b: Budget) -> list[RunSpec]:
     """Medium dense and every pillar at one epoch (small comes from the seeds table)."""
-    med = ("--preset", "medium")
     every = ("--variant", "all", "--set", "rank_step=8", "--set", f"max_params={MEDIUM_BUDGET}")
+    label = f"medium, every pillar (max_params={MEDIUM_BUDGET:,})"
     return [
-        one_epoch("medium-dense", "medium, dense", (*med, "--dense"), b),
-        one_epoch("medium-all", "medium, every pillar (max_params=5,350,000)", (*med, *every), b),
+        one_epoch("medium-dense", "medium, dense", ("--dense",), b, preset="medium"),
+        one_epoch("medium-all", label, every, b, preset="medium"),
     ]
 
 
@@ -435,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for t in names:
             print(f"# {t}\n{commands(SPECS[t](b), Path(b.root))}")
+            if t == "ablation":
+                print("# and every pillar under --max-energy-uj (the dense model's estimate)")
         return 0
     given = argv if argv is not None else sys.argv[1:]
     cmd = "python benchmarks/bench_training.py " + " ".join(given)
