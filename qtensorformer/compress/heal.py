@@ -61,7 +61,8 @@ class HealConfig:
     ``valid_fraction`` of the text (at most ``valid_max_tokens`` tokens, None: no cap) is held
     out and scored before, every quarter of the run and after; ``balance`` first rescales every
     :class:`~qtensorformer.tensor.LowRankLinear` so that its two factors have equal norms per
-    rank component (the weights are unchanged); ``seed`` fixes the window order; ``device``
+    rank component (the weights are unchanged; off by default: it healed SmolLM2 worse,
+    docs/RESULTS.md); ``seed`` fixes the window order; ``device``
     as the trainer takes it (``"auto"``: a GPU when there is one); ``progress`` shows the
     trainer's bar."""
 
