@@ -25,12 +25,11 @@ from pathlib import Path
 import torch
 from _common import MALLOC_ENV, interleaved_medians_ms
 
-from qtensorformer.data import load_tokenizer
+from qtensorformer.data import load_corpus, load_tokenizer
 from qtensorformer.energy import PROFILES, EnergyEstimator, FlopsBreakdown
 from qtensorformer.files import TOKENIZER_DIR, WEIGHTS_FILE, RunDir, read_json, write_json
 from qtensorformer.model import QTensorFormer
 from qtensorformer.train import evaluate
-from qtensorformer.train.run import prepare_data
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Statuses of a run that needs no more training.
@@ -129,15 +128,16 @@ def measure(spec: RunSpec, root: Path, test_max_tokens: int | None = None) -> Ru
     model = QTensorFormer.from_pretrained(src).eval()
     tok = load_tokenizer(src / TOKENIZER_DIR)
     info = RunDir(run_dir).read_info() or {}
-    data = prepare_data(info.get("data", "wikitext-2"), None, tok)
+    corpus = load_corpus(info.get("data", "wikitext-2"))
+    test_ids = tok.encode_lines(corpus.split("test"))  # the test split alone
     seq_len = int(info.get("train_config", {}).get("seq_len", model.config.max_seq_len))
     res = evaluate(
         model,
-        data.ids["test"],
+        test_ids,
         seq_len,
         32,
         test_max_tokens,
-        data.words["test"],
+        corpus.num_tokens("test"),
         "cpu",
         progress=f"test {spec.name}",
     )
@@ -153,7 +153,7 @@ def measure(spec: RunSpec, root: Path, test_max_tokens: int | None = None) -> Ru
         test_word_ppl=res.ppl if tok.kind == "word" else res.word_ppl,
         test_tokens=res.tokens,
         tokenizer=tok.describe(),
-        **query_costs(model, data.ids["test"]),
+        **query_costs(model, test_ids),
     )
     write_json(cache, {"key": key, "metrics": asdict(metrics)})
     return metrics

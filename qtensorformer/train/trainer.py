@@ -844,8 +844,8 @@ class Trainer:
         if message:
             self._print(f"[yellow]{message}[/]")
         timed, asked = run.state.final_eval_tokens, self.config.final_eval_max_tokens
-        cap = min(c for c in (timed, asked, math.inf) if c is not None)
-        cap = None if cap == math.inf else int(cap)
+        caps = [c for c in (timed, asked) if c is not None]
+        cap = min(caps) if caps else None
         if cap is not None and cap == timed:
             self._print(
                 f"Final evaluation on the first {cap:,} tokens of each split (the share of "
