@@ -44,12 +44,11 @@ def sentence(line: int, data_dir: str | None) -> str:
     return " ".join(words[:end])
 
 
-@torch.no_grad()
-def surprisal(model: QTensorFormer, ids: torch.Tensor) -> torch.Tensor:
-    """−log p of each token after the first given the tokens before it (nats), shape (n-1,)."""
-    logits, _, _ = model(ids[None])
-    logp = torch.log_softmax(logits[0, :-1].double(), -1)  # (n-1, V)
-    return -logp.gather(1, ids[1:, None])[:, 0]
+def surprisal(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """−log p (nats) of each token after the first given the tokens before it: logits
+    (b, n, V) and ids (b, n) give (b, n-1), entry j for token j+1."""
+    logp = torch.log_softmax(logits[:, :-1].double(), -1)  # (b, n-1, V)
+    return -logp.gather(2, ids[:, 1:, None])[..., 0]
 
 
 @torch.no_grad()
@@ -60,8 +59,7 @@ def score_vs_surprisal(model: QTensorFormer, test_ids: torch.Tensor, windows: in
     n = model.config.max_seq_len
     ids = test_ids[: windows * n].view(windows, n)  # (w, n)
     logits, _, stats = model(ids)
-    logp = torch.log_softmax(logits[:, :-1].double(), -1)  # (w, n-1, V)
-    s = -logp.gather(2, ids[:, 1:, None])[..., 0]  # (w, n-1): token j+1 given tokens <= j
+    s = surprisal(logits, ids)  # (w, n-1): token j+1 given tokens <= j
     out = []
     for i, layer in enumerate(stats.layers):
         if layer.entropy is None:
@@ -125,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     text = sentence(args.line, args.data_dir)
     ids = torch.tensor(tok.encode(text))
     trail = audit(model, ids, tok)
+    with torch.no_grad():
+        nll = surprisal(model(ids[None]).logits, ids[None])[0]  # (n-1,)
     words = [d.token for d in trail.layer(0)]
     test_ids = tok.encode_lines(load_corpus("wikitext-2", args.data_dir).split("test"))
     decisions = [
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             "Merity et al. 2016), run on its own as `qtf explain` would. S_t in nats (at most "
             f"{c.score_max:.3f}); path Q = quantum-kernel attention, c = softmax attention.",
             "",
-            *token_rows(trail, words, surprisal(model, ids)),
+            *token_rows(trail, words, nll),
             "",
             *summary(trail),
             "",

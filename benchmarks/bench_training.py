@@ -168,10 +168,11 @@ MEDIUM_BUDGET = 5_350_000
 
 
 def scale_specs(b: Budget) -> list[RunSpec]:
-    """Medium dense and every pillar at one epoch (small comes from the seeds table)."""
+    """Small (the seeds table's seed-0 runs) and medium, dense and every pillar, one epoch."""
     every = ("--variant", "all", "--set", "rank_step=8", "--set", f"max_params={MEDIUM_BUDGET}")
     label = f"medium, every pillar (max_params={MEDIUM_BUDGET:,})"
     return [
+        *(one_epoch(n, f"small, {lab}", a, b) for n, lab, a in ENDS),
         one_epoch("medium-dense", "medium, dense", ("--dense",), b, preset="medium"),
         one_epoch("medium-all", label, every, b, preset="medium"),
     ]
@@ -247,14 +248,11 @@ def energy_table(ms: list[RunMetrics]) -> list[str]:
 
 
 def build_core(b: Budget, cmd: str, train_missing: bool) -> str | None:
-    specs = core_specs(b)
-    ms = collect(specs, b, train_missing)
-    if ms is None:
+    title = "Core metrics: dense vs every pillar at convergence (issue #17)"
+    started = begin(title, core_specs(b), b, cmd, train_missing)
+    if started is None:
         return None
-    root = ROOT / b.root
-    lines = header(
-        "Core metrics: dense vs every pillar at convergence (issue #17)", cmd, specs, Path(b.root)
-    )
+    (ms, lines), root = started, ROOT / b.root
     for prefix, title in (("word", "Word-level (vocabulary 33,278)"), ("bpe8000", "BPE, 8,000")):
         pair = {k: v for k, v in ms.items() if k.startswith(prefix)}
         lat = latencies_ms({k: root / k for k in pair}, b.latency_repeats)
@@ -268,13 +266,11 @@ def build_core(b: Budget, cmd: str, train_missing: bool) -> str | None:
 
 
 def build_seeds(b: Budget, cmd: str, train_missing: bool) -> str | None:
-    specs = seed_specs(b)
-    ms = collect(specs, b, train_missing)
-    if ms is None:
+    title = "One epoch, three seeds: dense vs every pillar (issue #17)"
+    started = begin(title, seed_specs(b), b, cmd, train_missing)
+    if started is None:
         return None
-    lines = header(
-        "One epoch, three seeds: dense vs every pillar (issue #17)", cmd, specs, Path(b.root)
-    )
+    ms, lines = started
     lines += [
         "| model | params | test ppl per seed | mean ± std (min–max) | mean vs dense |",
         "|---|---:|---|---:|---:|",
@@ -367,17 +363,12 @@ def _count(preset: str, **ranks: int) -> int:
 
 
 def build_scale(b: Budget, cmd: str, train_missing: bool) -> str | None:
-    small = [one_epoch(n, f"small, {lab}", a, b) for n, lab, a in ENDS]
-    specs = small + scale_specs(b)
-    ms = collect(specs, b, train_missing)
-    if ms is None:
+    title = "Scale-up: parameters of every preset, and trained perplexity (issue #17)"
+    specs = scale_specs(b)
+    started = begin(title, specs, b, cmd, train_missing)
+    if started is None:
         return None
-    lines = header(
-        "Scale-up: parameters of every preset, and trained perplexity (issue #17)",
-        cmd,
-        specs,
-        Path(b.root),
-    )
+    ms, lines = started
     lines += [*param_rows(), "", "Trained one epoch (word-level WikiText-2, seed 0):", ""]
     lines += ["| model | params | test ppl | vs dense of its preset |", "|---|---:|---:|---:|"]
     for dense, every in ((specs[0], specs[1]), (specs[2], specs[3])):
@@ -387,6 +378,15 @@ def build_scale(b: Budget, cmd: str, train_missing: bool) -> str | None:
             vs = rel(m.test_ppl, d.test_ppl)
             lines.append(f"| {s.label} | {m.params:,} | {m.test_ppl:,.2f} | {vs} |")
     return "\n".join(lines)
+
+
+def begin(
+    title: str, specs: list[RunSpec], b: Budget, cmd: str, train_missing: bool
+) -> tuple[dict[str, RunMetrics], list[str]] | None:
+    """The runs' metrics (see :func:`collect`) and the table's heading; None when runs are
+    missing."""
+    ms = collect(specs, b, train_missing)
+    return None if ms is None else (ms, header(title, cmd, specs, Path(b.root)))
 
 
 def collect(specs: list[RunSpec], b: Budget, train_missing: bool) -> dict[str, RunMetrics] | None:
@@ -416,7 +416,7 @@ SPECS: dict[str, Callable[[Budget], list[RunSpec]]] = {
     "core": core_specs,
     "seeds": seed_specs,
     "ablation": ablation_specs,
-    "scale": lambda b: [one_epoch(n, lab, a, b) for n, lab, a in ENDS] + scale_specs(b),
+    "scale": scale_specs,
 }
 
 
