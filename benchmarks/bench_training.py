@@ -47,6 +47,9 @@ class Budget:
     seeds: tuple[int, ...]
     root: str
     latency_repeats: int
+    #: What the tables' headings call the two lengths.
+    converge_name: str = "at convergence"
+    one_epoch_name: str = "one epoch"
     test_max_tokens: int | None = None
 
 
@@ -87,6 +90,8 @@ QUICK = Budget(
     seeds=(0, 1),
     root="runs/bench-quick/training",
     latency_repeats=5,
+    converge_name="at 40,000 tokens (quick)",
+    one_epoch_name="30,000 tokens (quick)",
     test_max_tokens=20_000,
 )
 
@@ -248,7 +253,7 @@ def energy_table(ms: list[RunMetrics]) -> list[str]:
 
 
 def build_core(b: Budget, cmd: str, train_missing: bool) -> str | None:
-    title = "Core metrics: dense vs every pillar at convergence (issue #17)"
+    title = f"Core metrics: dense vs every pillar {b.converge_name} (issue #17)"
     started = begin(title, core_specs(b), b, cmd, train_missing)
     if started is None:
         return None
@@ -266,7 +271,8 @@ def build_core(b: Budget, cmd: str, train_missing: bool) -> str | None:
 
 
 def build_seeds(b: Budget, cmd: str, train_missing: bool) -> str | None:
-    title = "One epoch, three seeds: dense vs every pillar (issue #17)"
+    n = len(b.seeds)
+    title = f"{b.one_epoch_name.capitalize()}, {n} seeds: dense vs every pillar (issue #17)"
     started = begin(title, seed_specs(b), b, cmd, train_missing)
     if started is None:
         return None
@@ -303,7 +309,10 @@ def build_ablation(b: Budget, cmd: str, train_missing: bool) -> str | None:
         b.latency_repeats,
     )
     lines = header(
-        "Ablation at one epoch: what each pillar adds (issue #17)", cmd, specs, Path(b.root)
+        f"Ablation at {b.one_epoch_name}: what each pillar adds (issue #17)",
+        cmd,
+        specs,
+        Path(b.root),
     )
     lines += [
         "| component added | params | test ppl | ppl vs dense | MFLOP / token | FLOPs vs dense "
@@ -369,7 +378,7 @@ def build_scale(b: Budget, cmd: str, train_missing: bool) -> str | None:
     if started is None:
         return None
     ms, lines = started
-    lines += [*param_rows(), "", "Trained one epoch (word-level WikiText-2, seed 0):", ""]
+    lines += [*param_rows(), "", f"Trained {b.one_epoch_name} (word-level WikiText-2, seed 0):", ""]
     lines += ["| model | params | test ppl | vs dense of its preset |", "|---|---:|---:|---:|"]
     for dense, every in ((specs[0], specs[1]), (specs[2], specs[3])):
         d = ms[dense.name]

@@ -47,9 +47,9 @@ SMALL_COMPRESS = (
 )
 
 
-def _has_smollm2() -> str | None:
+def _has_smollm2(quick: bool) -> str | None:
     """None when the embedded SmolLM2 can be loaded, else the library's own reason (with the
-    install command)."""
+    install command). The same for the full and the quick run."""
     try:
         smollm2_gguf_path()
         require_transformers(extra="smollm2", gguf=True)
@@ -58,7 +58,8 @@ def _has_smollm2() -> str | None:
     return None
 
 
-def _has_small_checkpoint() -> str | None:
+def _has_small_checkpoint(quick: bool) -> str | None:
+    """None when the small dense checkpoint is there (the full and the quick run use it)."""
     if (ROOT / SMALL_CHECKPOINT).is_dir():
         return None
     return f"{SMALL_CHECKPOINT} is missing; train it first: {SMALL_TRAIN}"
@@ -67,13 +68,14 @@ def _has_small_checkpoint() -> str | None:
 @dataclass
 class Job:
     """One benchmark command: the sections it writes, its full and quick arguments (after
-    ``python benchmarks/<script>``), and a check that its inputs are there (None: ready)."""
+    ``python benchmarks/<script>``), and a check that its inputs are there for the full
+    (``quick=False``) or the quick run (None: ready; else the reason, with the fix)."""
 
     script: str
     sections: list[str]
     full: str
     quick: str
-    needs: Callable[[], str | None] = field(default=lambda: None)
+    needs: Callable[[bool], str | None] = field(default=lambda quick: None)
 
     @property
     def name(self) -> str:
@@ -163,7 +165,7 @@ def _read(path: Path) -> dict[str, str]:
 
 def run_job(job: Job, quick: bool, target: Path, dry_run: bool) -> str:
     """Run one job (unless its inputs are missing) and say what it refreshed."""
-    why = job.needs()
+    why = job.needs(quick)
     command = shlex.join(["python", *job.argv(quick)[1:]])
     if why is not None:
         return f"skipped {job.name}: {why}"
