@@ -218,6 +218,10 @@ def header(title: str, cmd: str, specs: list[RunSpec], root: Path) -> list[str]:
     ]
 
 
+#: The core table's tokenizers: run-name prefix -> heading.
+CORE_TOKENIZERS = {"word": "Word-level (vocabulary 33,278)", "bpe8000": "BPE (8,000 tokens)"}
+
+
 def core_table(ms: dict[str, RunMetrics], ms_token: dict[str, float], prefix: str) -> list[str]:
     """One tokenizer's rows: dense and every pillar side by side."""
     d, a = ms[f"{prefix}-dense"], ms[f"{prefix}-all"]
@@ -248,7 +252,8 @@ def energy_table(ms: list[RunMetrics]) -> list[str]:
     ]
     for m in ms:
         cells = " | ".join(f"{m.energy_uj[h]:,.0f}" for h in PROFILES)
-        rows.append(f"| {m.tokenizer.split(',')[0]}: {m.label} | {cells} |")
+        tokenizer = CORE_TOKENIZERS[m.name.split("-")[0]].split(" (")[0]
+        rows.append(f"| {tokenizer}: {m.label} | {cells} |")
     return rows
 
 
@@ -258,7 +263,7 @@ def build_core(b: Budget, cmd: str, train_missing: bool) -> str | None:
     if started is None:
         return None
     (ms, lines), root = started, ROOT / b.root
-    for prefix, title in (("word", "Word-level (vocabulary 33,278)"), ("bpe8000", "BPE, 8,000")):
+    for prefix, title in CORE_TOKENIZERS.items():
         pair = {k: v for k, v in ms.items() if k.startswith(prefix)}
         lat = latencies_ms({k: root / k for k in pair}, b.latency_repeats)
         lines += [f"{title}:", "", *core_table(ms, lat, prefix), ""]
