@@ -82,7 +82,9 @@ def test_quick_run_writes_the_quick_file_and_stamps_its_command(run_all, tmp_pat
 
 
 def test_missing_inputs_skip_the_job_with_the_fix(run_all, monkeypatch):
-    job = run_all.Job("bench_x.py", ["bench_x"], "--write", "--write", lambda quick: "no model: do X")
+    job = run_all.Job(
+        "bench_x.py", ["bench_x"], "--write", "--write", lambda quick: "no model: do X"
+    )
     line = run_all.run_job(job, quick=True, target=Path("unused"), dry_run=False)
     assert line == "skipped bench_x: no model: do X"
 
