@@ -65,6 +65,19 @@ def _has_small_checkpoint(quick: bool) -> str | None:
     return f"{SMALL_CHECKPOINT} is missing; train it first: {SMALL_TRAIN}"
 
 
+#: The every-pillar run bench_entropy reads: the seeds table's seed 0 (full or quick).
+ENTROPY_MODEL = {False: "runs/core/1ep-all-seed0", True: "runs/bench-quick/training/1ep-all-seed0"}
+
+
+def _has_entropy_model(quick: bool) -> str | None:
+    """None when the run bench_entropy reads has its best model, else how to train it."""
+    path = ENTROPY_MODEL[quick]
+    if (ROOT / path / "best").is_dir():
+        return None
+    flag = "--quick " if quick else ""
+    return f"{path} is missing; train it: python benchmarks/bench_training.py {flag}--tables seeds"
+
+
 @dataclass
 class Job:
     """One benchmark command: the sections it writes, its full and quick arguments (after
@@ -121,6 +134,8 @@ JOBS: list[Job] = [
         "--iters 20 --sweeps 4,2,1 --section bench_ttfit_sweeps --write",
         "--iters 10 --sweeps 1 --calib-samples 8 --holdout 2 --section bench_ttfit_sweeps "
         "--write", _has_smollm2),
+    Job("bench_entropy.py", ["bench_entropy"], f"--model {ENTROPY_MODEL[False]} --write",
+        f"--model {ENTROPY_MODEL[True]} --windows 8 --write", _has_entropy_model),
     Job("bench_compress_summary.py", ["bench_compress_summary"], "--write", "--write"),
     Job("bench_demo_settings.py", ["bench_demo_settings"], "--write",
         "--ratios 0.2 --samples 8 --heal-samples 8 --heals 5:1e-4 --write", _has_smollm2),

@@ -92,3 +92,15 @@ def test_missing_inputs_skip_the_job_with_the_fix(run_all, monkeypatch):
 def test_unknown_job_names_the_known_ones(run_all):
     with pytest.raises(SystemExit, match=r"unknown job.*bench_tt"):
         run_all.select("bench_nope")
+
+
+def test_entropy_job_needs_the_run_it_reads(run_all, tmp_path, monkeypatch):
+    """bench_entropy's job checks the full or the quick every-pillar run and names the fix."""
+    monkeypatch.setattr(run_all, "ROOT", tmp_path)
+    job = next(j for j in run_all.JOBS if j.name == "bench_entropy")
+    for quick in (False, True):
+        why = job.needs(quick)
+        assert run_all.ENTROPY_MODEL[quick] in why and "--tables seeds" in why
+        assert ("--quick" in why) == quick
+        (tmp_path / run_all.ENTROPY_MODEL[quick] / "best").mkdir(parents=True)
+        assert job.needs(quick) is None
