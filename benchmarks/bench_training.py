@@ -218,8 +218,8 @@ def header(title: str, cmd: str, specs: list[RunSpec], root: Path) -> list[str]:
     ]
 
 
-#: The core table's tokenizers: run-name prefix -> heading.
-CORE_TOKENIZERS = {"word": "Word-level (vocabulary 33,278)", "bpe8000": "BPE (8,000 tokens)"}
+#: The core table's tokenizers: run-name prefix -> (short name, detail for the heading).
+CORE_TOKENIZERS = {"word": ("Word-level", "vocabulary 33,278"), "bpe8000": ("BPE", "8,000 tokens")}
 
 
 def core_table(ms: dict[str, RunMetrics], ms_token: dict[str, float], prefix: str) -> list[str]:
@@ -252,7 +252,7 @@ def energy_table(ms: list[RunMetrics]) -> list[str]:
     ]
     for m in ms:
         cells = " | ".join(f"{m.energy_uj[h]:,.0f}" for h in PROFILES)
-        tokenizer = CORE_TOKENIZERS[m.name.split("-")[0]].split(" (")[0]
+        tokenizer, _ = CORE_TOKENIZERS[m.name.split("-")[0]]
         rows.append(f"| {tokenizer}: {m.label} | {cells} |")
     return rows
 
@@ -263,10 +263,10 @@ def build_core(b: Budget, cmd: str, train_missing: bool) -> str | None:
     if started is None:
         return None
     (ms, lines), root = started, ROOT / b.root
-    for prefix, title in CORE_TOKENIZERS.items():
+    for prefix, (name, detail) in CORE_TOKENIZERS.items():
         pair = {k: v for k, v in ms.items() if k.startswith(prefix)}
         lat = latencies_ms({k: root / k for k in pair}, b.latency_repeats)
-        lines += [f"{title}:", "", *core_table(ms, lat, prefix), ""]
+        lines += [f"{name} ({detail}):", "", *core_table(ms, lat, prefix), ""]
     lines += [
         "Estimated energy per query (µJ, one 128-token window of test text):",
         "",

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_training import FULL, QUICK
+
 from qtensorformer.compress.models import require_transformers, smollm2_gguf_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +68,7 @@ def _has_small_checkpoint(quick: bool) -> str | None:
 
 
 #: The every-pillar run bench_entropy reads: the seeds table's seed 0 (full or quick).
-ENTROPY_MODEL = {False: "runs/core/1ep-all-seed0", True: "runs/bench-quick/training/1ep-all-seed0"}
+ENTROPY_MODEL = {quick: f"{b.root}/1ep-all-seed0" for quick, b in ((False, FULL), (True, QUICK))}
 
 
 def _has_entropy_model(quick: bool) -> str | None:
