@@ -342,10 +342,12 @@ def test_relative_spectrum_allocation_ignores_a_matrix_scale():
     allocation towards it, and leaves the relative one as it was."""
     shapes = {"a": (16, 16), "b": (16, 16)}
     spectra = {k: torch.rand(16, dtype=F64).sort(descending=True).values for k in shapes}
+    spectra["b"] = spectra["b"] * 10.0  # b louder, so the absolute rule starts on b's side
     loud = {"a": spectra["a"] * 100.0, "b": spectra["b"]}
     assert allocate_spectrum(loud, shapes, 0.5) == allocate_spectrum(spectra, shapes, 0.5)
+    quiet = allocate_spectrum(spectra, shapes, 0.5, relative=False)
     absolute = allocate_spectrum(loud, shapes, 0.5, relative=False)
-    assert absolute["a"] > allocate_spectrum(spectra, shapes, 0.5, relative=False)["a"]
+    assert absolute["a"] > quiet["a"], (quiet, absolute)
 
 
 def test_spectrum_allocation_rejects_too_high_ratio():
