@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from _common import ensure_malloc_env, machine, write_section
+from bench_training import FULL
 
 from qtensorformer.data import load_corpus, load_tokenizer
 from qtensorformer.energy import (
@@ -27,13 +28,22 @@ from qtensorformer.energy import (
 from qtensorformer.model import QTensorFormer
 
 
+def models_under(root: str) -> str:
+    """``--models`` for seed 0 of bench_training's one-epoch dense, TT-only and every-pillar
+    runs under ``root`` (its full or quick budget's folder)."""
+    return ",".join(f"{v}={root}/1ep-{v}-seed0" for v in ("dense", "tt", "all"))
+
+
+DEFAULT_MODELS = models_under(FULL.root)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
         "--models",
-        default="dense=runs/wt2-small-1ep/small/dense,tt=runs/wt2-small-1ep/small/tt,"
-        "all=runs/wt2-small-1ep-v2/all",
-        help="name=run_folder,... (each folder's best/ model is used)",
+        default=DEFAULT_MODELS,
+        help="name=run_folder,... (each folder's best/ model is used; default: seed 0 of the "
+        "one-epoch runs of bench_training's seeds and ablation tables)",
     )
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=20)
@@ -68,7 +78,7 @@ def main() -> None:
         f"Machine: {machine()}  ",
         f"Allocator: {alloc}  ",
         f"Query: the first {args.seq_len} tokens of the WikiText-2 test split, batch 1, eval mode, "
-        f"the one-epoch checkpoints of the WikiText-2 tables below (`best/` of {args.models}).  ",
+        f"the one-epoch runs of the training tables (`best/` of {args.models}).  ",
         "**Every µJ column is an estimate**: forward FLOPs at the ranks and routing this query "
         "used × J/FLOP of the profile (power / (peak × 0.3 utilisation); derivations in "
         "docs/ENERGY.md). `quantum_sim` charges circuit simulation at the slowdown "

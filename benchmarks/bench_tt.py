@@ -43,6 +43,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument(
+        "--seconds", type=float, default=1.5, help="time each variant about this long (≤ 60 runs)"
+    )
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--no-malloc-tuning", action="store_true")
     ap.add_argument("--no-tltorch", action="store_true")
@@ -60,9 +63,9 @@ def main() -> None:
         x = torch.randn(B, d_in, requires_grad=True)
         lin = nn.Linear(d_in, d_out)
         lin_aa = nn.Linear(d_in, d_out)  # A/A control: the same op timed as another variant
-        # Short calls are noisier: repeat until each variant has run about 1.5 s in training.
+        # Short calls are noisier: repeat until each variant has run --seconds in training.
         t0 = interleaved_medians_ms({"l": lambda lin=lin, x=x: lin(x).sum().backward()}, 3)["l"]
-        reps = max(args.repeats, min(60, int(1500 / max(t0, 1e-3))))
+        reps = max(args.repeats, min(60, int(1000 * args.seconds / max(t0, 1e-3))))
         ranks_to_run = [rank_for(d_in, d_out, c, im, om) for c in COMPRESSIONS]
         ranks_to_run += [r for r in LOW_RANKS if r < min(ranks_to_run)]
         for r in ranks_to_run:
@@ -173,8 +176,8 @@ def main() -> None:
             "Command: `python benchmarks/bench_tt.py --write`  \n"
             f"Machine: {machine()}  \nAllocator: {alloc}  \n"
             f"{B} tokens, float32; medians of at least {args.repeats} runs (more for small layers, "
-            "up to 60, about 1.5 s per variant) after 3 warm-ups, the variants timed in rounds, "
-            "each round in a fresh random order. "
+            f"up to 60, about {args.seconds:g} s per variant) after 3 warm-ups, the variants "
+            "timed in rounds, each round in a fresh random order. "
             "Times are "
             "ratios to nn.Linear of the same shape in the same process (< 1 is faster). "
             "Eval = forward under no_grad in eval mode (our dense path uses its cached weight); "

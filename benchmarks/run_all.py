@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_energy import models_under
 from bench_training import FULL, QUICK
 
 from qtensorformer.compress.models import require_transformers, smollm2_gguf_path
@@ -69,15 +70,32 @@ def _has_small_checkpoint(quick: bool) -> str | None:
 
 #: The every-pillar run bench_entropy reads: the seeds table's seed 0 (full or quick).
 ENTROPY_MODEL = {quick: f"{b.root}/1ep-all-seed0" for quick, b in ((False, FULL), (True, QUICK))}
+#: bench_energy's ``--models`` (name=run,...): seed 0 of the one-epoch dense, TT and every pillar.
+ENERGY_MODELS = {quick: models_under(b.root) for quick, b in ((False, FULL), (True, QUICK))}
 
 
-def _has_entropy_model(quick: bool) -> str | None:
-    """None when the run bench_entropy reads has its best model, else how to train it."""
-    path = ENTROPY_MODEL[quick]
-    if (ROOT / path / "best").is_dir():
-        return None
-    flag = "--quick " if quick else ""
-    return f"{path} is missing; train it: python benchmarks/bench_training.py {flag}--tables seeds"
+def _has_runs(runs: dict[bool, list[str]], tables: str) -> Callable[[bool], str | None]:
+    """A ``needs`` check: None when every run folder of the full or the quick budget has its
+    best model, else which are missing and the bench_training command that trains them."""
+
+    def check(quick: bool) -> str | None:
+        missing = [p for p in runs[quick] if not (ROOT / p / "best").is_dir()]
+        if not missing:
+            return None
+        flag = "--quick " if quick else ""
+        return (
+            f"{', '.join(missing)} missing; train: "
+            f"python benchmarks/bench_training.py {flag}--tables {tables}"
+        )
+
+    return check
+
+
+_has_entropy_model = _has_runs({q: [p] for q, p in ENTROPY_MODEL.items()}, "seeds")
+_has_energy_models = _has_runs(
+    {q: [item.partition("=")[2] for item in m.split(",")] for q, m in ENERGY_MODELS.items()},
+    "seeds,ablation",
+)
 
 
 @dataclass
@@ -104,11 +122,11 @@ class Job:
 JOBS: list[Job] = [
     Job("bench_quantum.py", ["bench_quantum"], "--write",
         "--qubits 4 --batches 1024 --no-lightning --repeats 3 --pl-repeats 1 --write"),
-    Job("bench_tt.py", ["bench_tt"], "--write", "--repeats 3 --no-tltorch --write"),
+    Job("bench_tt.py", ["bench_tt"], "--write",
+        "--repeats 3 --seconds 0.5 --tokens 1024 --no-tltorch --write"),
     Job("bench_kernel_norm.py", ["bench_kernel_norm"], "--write", "--steps 100 --seeds 1 --write"),
     Job("bench_model.py", ["bench_model"], "--write", "--repeats 3 --write"),
     Job("bench_train_speed.py", ["bench_train_speed"], "--write", "--repeats 3 --write"),
-    Job("bench_energy.py", ["bench_energy"], "--write", "--repeats 5 --write"),
     Job("bench_onnx.py", ["bench_onnx"], "--write", "--shapes 1x128 --repeats 5 --write"),
     Job("bench_generate.py", ["bench_generate"], "--write", "--new 32 --repeats 2 --write"),
     Job("bench_compress.py", ["bench_compress_small"],
@@ -136,6 +154,8 @@ JOBS: list[Job] = [
         "--iters 20 --sweeps 4,2,1 --section bench_ttfit_sweeps --write",
         "--iters 10 --sweeps 1 --calib-samples 8 --holdout 2 --section bench_ttfit_sweeps "
         "--write", _has_smollm2),
+    Job("bench_energy.py", ["bench_energy"], "--write",
+        f"--models {ENERGY_MODELS[True]} --repeats 5 --write", _has_energy_models),
     Job("bench_entropy.py", ["bench_entropy"], f"--model {ENTROPY_MODEL[False]} --write",
         f"--model {ENTROPY_MODEL[True]} --windows 8 --write", _has_entropy_model),
     Job("bench_compress_summary.py", ["bench_compress_summary"], "--write", "--write"),

@@ -94,13 +94,24 @@ def test_unknown_job_names_the_known_ones(run_all):
         run_all.select("bench_nope")
 
 
-def test_entropy_job_needs_the_run_it_reads(run_all, tmp_path, monkeypatch):
-    """bench_entropy's job checks the full or the quick every-pillar run and names the fix."""
+@pytest.mark.parametrize(
+    ("name", "tables"),
+    [("bench_entropy", "--tables seeds"), ("bench_energy", "--tables seeds,ablation")],
+)
+def test_training_readers_need_the_runs_they_read(run_all, tmp_path, monkeypatch, name, tables):
+    """bench_entropy's and bench_energy's jobs check the full or the quick runs they read,
+    name the missing ones and the bench_training command that trains them."""
     monkeypatch.setattr(run_all, "ROOT", tmp_path)
-    job = next(j for j in run_all.JOBS if j.name == "bench_entropy")
+    job = next(j for j in run_all.JOBS if j.name == name)
     for quick in (False, True):
-        why = job.needs(quick)
-        assert run_all.ENTROPY_MODEL[quick] in why and "--tables seeds" in why
-        assert ("--quick" in why) == quick
-        (tmp_path / run_all.ENTROPY_MODEL[quick] / "best").mkdir(parents=True)
+        runs = (
+            [run_all.ENTROPY_MODEL[quick]]
+            if name == "bench_entropy"
+            else [m.partition("=")[2] for m in run_all.ENERGY_MODELS[quick].split(",")]
+        )
+        for i, run in enumerate(runs):
+            why = job.needs(quick)
+            assert all(r in why for r in runs[i:]) and tables in why
+            assert ("--quick" in why) == quick
+            (tmp_path / run / "best").mkdir(parents=True)
         assert job.needs(quick) is None
