@@ -68,6 +68,8 @@ def _has_small_checkpoint(quick: bool) -> str | None:
     return f"{SMALL_CHECKPOINT} is missing; train it first: {SMALL_TRAIN}"
 
 
+#: bench_training's tables in docs/RESULTS.md so far (seeds, ablation, scale, core when done).
+TRAINING_TABLES = ("seeds",)
 #: The every-pillar run bench_entropy reads: the seeds table's seed 0 (full or quick).
 ENTROPY_MODEL = {quick: f"{b.root}/1ep-all-seed0" for quick, b in ((False, FULL), (True, QUICK))}
 #: bench_energy's ``--models`` (name=run,...): seed 0 of the one-epoch dense, TT and every pillar.
@@ -154,6 +156,8 @@ JOBS: list[Job] = [
         "--iters 20 --sweeps 4,2,1 --section bench_ttfit_sweeps --write",
         "--iters 10 --sweeps 1 --calib-samples 8 --holdout 2 --section bench_ttfit_sweeps "
         "--write", _has_smollm2),
+    *(Job("bench_training.py", [f"bench_training_{t}"], f"--tables {t} --write",
+          f"--quick --tables {t} --write") for t in TRAINING_TABLES),
     Job("bench_energy.py", ["bench_energy"], "--write",
         f"--models {ENERGY_MODELS[True]} --repeats 5 --write", _has_energy_models),
     Job("bench_entropy.py", ["bench_entropy"], f"--model {ENTROPY_MODEL[False]} --write",
