@@ -103,17 +103,24 @@ def results_path() -> Path:
     return Path(os.environ.get("QTF_RESULTS") or RESULTS)
 
 
-def write_section(name: str, body: str, path: Path | None = None) -> None:
+def write_section(
+    name: str, body: str, path: Path | None = None, before: str | None = None
+) -> None:
     """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path``
-    (default :func:`results_path`), appending the section if it is missing."""
+    (default :func:`results_path`). A missing section is inserted just before section
+    ``before`` when that one exists, else appended."""
     path = path if path is not None else results_path()
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = path.read_text() if path.exists() else "# Results\n"
     block = f"{start}\n{body.rstrip()}\n{end}"
+    anchor = f"<!-- {before}:start -->" if before else None
     if start in text and end in text:
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
         text = head + block + tail
+    elif anchor and anchor in text:
+        head, tail = text.split(anchor, 1)
+        text = head + block + "\n\n" + anchor + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)

@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(body)
         if args.write:
-            write_section(f"bench_training_{t}", body)
+            write_section(f"bench_training_{t}", body, before="bench_entropy")
     return 0
 
 

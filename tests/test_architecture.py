@@ -147,6 +147,41 @@ def test_library_imports_in_functions_only_in_the_cli():
     assert not lazy, "move these imports to the module top:\n" + "\n".join(lazy)
 
 
+def _module_graph() -> dict[str, set[str]]:
+    """Module → library modules it imports, at the top or inside a function (package
+    ``__init__`` files, which only re-export, are left out)."""
+    names = {_module_name(p) for p in ROOT.rglob("*.py") if p.name != "__init__.py"}
+    graph: dict[str, set[str]] = {}
+    for path in ROOT.rglob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        for target, _, _ in _imports(path):
+            # ``from .pkg import mod`` names the package; count it only when it is a module
+            if target in names:
+                graph.setdefault(_module_name(path), set()).add(target)
+    return graph
+
+
+def test_no_import_inside_a_function_dodges_a_cycle():
+    """Counting imports inside functions too, no module reaches itself: a lazy import may
+    defer an optional dependency or start-up cost, never hide a loop."""
+    graph = _module_graph()
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, stack = set(), list(graph.get(start, ()))
+        while stack:
+            m = stack.pop()
+            if m == goal:
+                return True
+            if m not in seen:
+                seen.add(m)
+                stack.extend(graph.get(m, ()))
+        return False
+
+    loops = sorted(m for m in graph if reaches(m, m))
+    assert not loops, f"modules in an import loop: {loops}"
+
+
 @pytest.mark.parametrize("unit", ["config", "files"])
 def test_bottom_units_import_nothing_above_them(unit):
     above = [dst for src, dst, *_ in _edges() if src == unit and dst not in {"_tracing"}]
@@ -165,3 +200,20 @@ def test_the_checker_catches_a_wrong_import(tmp_path, monkeypatch):
     assert ("config", "nn", "qtensorformer/config.py", 2, True) in edges
     with pytest.raises(AssertionError, match="config"):
         test_imports_point_down()
+
+
+def test_the_module_graph_sees_an_import_inside_a_function(tmp_path, monkeypatch):
+    """A loop closed by an import inside a function is caught."""
+    fake = tmp_path / "qtensorformer"
+    (fake / "data").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "data" / "__init__.py").write_text("")
+    (fake / "data" / "a.py").write_text("from .b import y\n")
+    (fake / "data" / "b.py").write_text("def y():\n    from .a import x\n")
+    monkeypatch.setattr(__import__(__name__), "ROOT", fake)
+    assert _module_graph() == {
+        "qtensorformer.data.a": {"qtensorformer.data.b"},
+        "qtensorformer.data.b": {"qtensorformer.data.a"},
+    }
+    with pytest.raises(AssertionError, match=r"data\.a"):
+        test_no_import_inside_a_function_dodges_a_cycle()

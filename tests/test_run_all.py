@@ -115,3 +115,23 @@ def test_training_readers_need_the_runs_they_read(run_all, tmp_path, monkeypatch
             assert ("--quick" in why) == quick
             (tmp_path / run / "best").mkdir(parents=True)
         assert job.needs(quick) is None
+
+
+def test_write_section_replaces_in_place_and_inserts_a_new_one_before_its_anchor(
+    monkeypatch, tmp_path
+):
+    """An existing section is replaced where it stands; a new one goes just before the
+    ``before`` section, or at the end when that section is absent."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from _common import write_section
+
+    path = tmp_path / "r.md"
+    a, z = "<!-- a:start -->\na1\n<!-- a:end -->", "<!-- z:start -->\nz\n<!-- z:end -->"
+    path.write_text(f"# R\n\n{a}\n\ntext\n\n{z}\n")
+    write_section("a", "a2", path)
+    write_section("b", "b1", path, before="z")
+    write_section("c", "c1", path, before="missing")
+    text = path.read_text()
+    order = [text.index(f"<!-- {k}:start -->") for k in "abzc"]
+    assert order == sorted(order) and "a1" not in text and "a2\n<!-- a:end -->" in text
+    assert "text\n\n<!-- b:start -->\nb1\n<!-- b:end -->\n\n<!-- z:start -->" in text

@@ -1,7 +1,8 @@
 """Corpora, tokenizers and batching for language modelling."""
 
+from .base import SPLITS, Corpus
 from .batching import eval_windows, num_windows, train_batches, windows
-from .corpus import DATASETS, SPLITS, Corpus, DataNotFoundError, find_data_dir, load_corpus
+from .corpus import DATASETS, DataNotFoundError, find_data_dir, load_corpus
 from .synthetic import synthetic_corpus, synthetic_lines
 from .tokenizers import (
     BPETokenizer,

@@ -13,8 +13,10 @@ The corpus text is never copied into this repository.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from .base import SPLITS, Corpus
+from .synthetic import synthetic_corpus
 
 __all__ = [
     "DATASETS",
@@ -26,7 +28,6 @@ __all__ = [
     "load_corpus",
 ]
 
-SPLITS = ("train", "valid", "test")
 #: Known corpora: local folder name → Hugging Face ``datasets`` (path, config).
 DATASETS = {
     "wikitext-2": ("Salesforce/wikitext", "wikitext-2-v1"),
@@ -36,26 +37,6 @@ DATASETS = {
 
 class DataNotFoundError(FileNotFoundError):
     """No data directory holds the corpus; the message lists every place tried and the fix."""
-
-
-@dataclass
-class Corpus:
-    """Lines of each split, and where they came from (``source``)."""
-
-    name: str
-    train: list[str]
-    valid: list[str]
-    test: list[str]
-    source: str
-
-    def split(self, name: str) -> list[str]:
-        if name not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
-        return getattr(self, name)
-
-    def num_tokens(self, split: str) -> int:
-        """Word-level tokens of a split: words + one ``<eos>`` per line."""
-        return sum(len(line.split()) + 1 for line in self.split(split))
 
 
 def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
@@ -139,8 +120,6 @@ def load_corpus(
         ('synthetic:seed=0', True)
     """
     if name == "synthetic":
-        from .synthetic import synthetic_corpus
-
         return synthetic_corpus()
     try:
         folder = find_data_dir(name, data_dir)

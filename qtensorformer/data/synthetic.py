@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from .corpus import Corpus
+from .base import Corpus
 
 __all__ = ["synthetic_corpus", "synthetic_lines"]
 
