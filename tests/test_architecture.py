@@ -115,11 +115,8 @@ def test_no_unit_imports_the_package_root():
     assert not wrong, "import from the submodule, not the package root: " + ", ".join(wrong)
 
 
-def test_units_form_no_cycle():
-    graph: dict[str, set[str]] = {}
-    for src, dst, *_ in _edges():
-        if src not in EXEMPT and dst not in EXEMPT:
-            graph.setdefault(src, set()).add(dst)
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as the path that closes it (depth-first), or None."""
     state: dict[str, int] = {}
 
     def cycle_from(u: str, path: list[str]) -> list[str] | None:
@@ -133,9 +130,18 @@ def test_units_form_no_cycle():
         return None
 
     for u in sorted(graph):
-        if u not in state:
-            found = cycle_from(u, [])
-            assert found is None, "import cycle: " + " → ".join(found)
+        if u not in state and (found := cycle_from(u, [])):
+            return found
+    return None
+
+
+def test_units_form_no_cycle():
+    graph: dict[str, set[str]] = {}
+    for src, dst, *_ in _edges():
+        if src not in EXEMPT and dst not in EXEMPT:
+            graph.setdefault(src, set()).add(dst)
+    found = _find_cycle(graph)
+    assert found is None, "import cycle: " + " → ".join(found)
 
 
 def test_library_imports_in_functions_only_in_the_cli():
@@ -165,21 +171,8 @@ def _module_graph() -> dict[str, set[str]]:
 def test_no_import_inside_a_function_dodges_a_cycle():
     """Counting imports inside functions too, no module reaches itself: a lazy import may
     defer an optional dependency or start-up cost, never hide a loop."""
-    graph = _module_graph()
-
-    def reaches(start: str, goal: str) -> bool:
-        seen, stack = set(), list(graph.get(start, ()))
-        while stack:
-            m = stack.pop()
-            if m == goal:
-                return True
-            if m not in seen:
-                seen.add(m)
-                stack.extend(graph.get(m, ()))
-        return False
-
-    loops = sorted(m for m in graph if reaches(m, m))
-    assert not loops, f"modules in an import loop: {loops}"
+    found = _find_cycle(_module_graph())
+    assert found is None, "modules in an import loop: " + " → ".join(found)
 
 
 @pytest.mark.parametrize("unit", ["config", "files"])
