@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--heal-ratio", type=float, default=0.2)
     ap.add_argument("--heal-samples", type=int, default=16)
-    ap.add_argument("--heals", default="10:2e-4,20:2e-4,20:1e-4", help="steps:lr,...")
+    ap.add_argument("--heals", default="10:2e-4,20:2e-4,20:1e-4", help="steps:lr,... ('' for none)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
 
@@ -75,7 +75,7 @@ def main() -> None:
             else:
                 del m
     ids, _ = text_token_ids(tok, valid)
-    for spec in args.heals.split(","):
+    for spec in [h for h in args.heals.split(",") if h]:
         steps, lr = spec.split(":")
         m = copy.deepcopy(kept["base"])
         cfg = HealConfig(steps=int(steps), lr=float(lr), valid_max_tokens=4096)

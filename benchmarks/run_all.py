@@ -125,11 +125,11 @@ JOBS: list[Job] = [
     Job("bench_quantum.py", ["bench_quantum"], "--write",
         "--qubits 4 --batches 1024 --no-lightning --repeats 3 --pl-repeats 1 --write"),
     Job("bench_tt.py", ["bench_tt"], "--write",
-        "--repeats 3 --seconds 0.5 --tokens 1024 --no-tltorch --write"),
-    Job("bench_kernel_norm.py", ["bench_kernel_norm"], "--write", "--steps 100 --seeds 1 --write"),
-    Job("bench_model.py", ["bench_model"], "--write", "--repeats 3 --write"),
-    Job("bench_train_speed.py", ["bench_train_speed"], "--write", "--repeats 3 --write"),
-    Job("bench_onnx.py", ["bench_onnx"], "--write", "--shapes 1x128 --repeats 5 --write"),
+        "--repeats 2 --seconds 0.1 --tokens 1024 --no-tltorch --write"),
+    Job("bench_kernel_norm.py", ["bench_kernel_norm"], "--write", "--steps 50 --seeds 1 --write"),
+    Job("bench_model.py", ["bench_model"], "--write", "--repeats 1 --write"),
+    Job("bench_train_speed.py", ["bench_train_speed"], "--write", "--repeats 1 --write"),
+    Job("bench_onnx.py", ["bench_onnx"], "--write", "--shapes 1x128 --repeats 3 --write"),
     Job("bench_generate.py", ["bench_generate"], "--write", "--new 32 --repeats 2 --write"),
     Job("bench_compress.py", ["bench_compress_small"],
         f"{SMALL_COMPRESS} --write --section bench_compress_small",
@@ -141,20 +141,21 @@ JOBS: list[Job] = [
         f"--model {SMALL_CHECKPOINT} --seq-len 128 --ratios 0.4 --repeats 3 --write",
         _has_small_checkpoint),
     Job("bench_compress.py", ["bench_compress"], "--write",
-        "--methods svd-llm --ratios 0.4 --allocations uniform --calib-samples 8 --windows 4 "
+        "--methods svd-llm --ratios 0.4 --allocations uniform --calib-samples 4 --windows 2 "
+        "--no-baseline "
         "--write", _has_smollm2),
     Job("bench_compressed_speed.py", ["bench_compressed_speed"],
         "--model smollm2 --ratios 0.2,0.4,0.6 --write",
-        "--model smollm2 --ratios 0.4 --repeats 3 --new-tokens 8 --no-strict --write",
+        "--model smollm2 --ratios 0.4 --repeats 2 --new-tokens 4 --seq-len 256 --no-strict --write",
         _has_smollm2),
     Job("bench_sharing.py", ["bench_sharing_smollm2"], "--model smollm2 --write",
-        "--model smollm2 --types mlp.down_proj --ratios 0.4 --calib-samples 8 --holdout 2 "
-        "--write", _has_smollm2),
+        "--model smollm2 --types self_attn.q_proj --ratios 0.4 --calib-samples 4 --holdout 1 "
+        "--seq-len 512 --write", _has_smollm2),
     Job("bench_ttfit_cg.py", ["bench_ttfit_cg"], "--write",
-        "--iters 10 --calib-samples 8 --holdout 2 --write", _has_smollm2),
+        "--iters 5 --calib-samples 4 --holdout 1 --write", _has_smollm2),
     Job("bench_ttfit_cg.py", ["bench_ttfit_sweeps"],
         "--iters 20 --sweeps 4,2,1 --section bench_ttfit_sweeps --write",
-        "--iters 10 --sweeps 1 --calib-samples 8 --holdout 2 --section bench_ttfit_sweeps "
+        "--iters 5 --sweeps 1 --calib-samples 4 --holdout 1 --section bench_ttfit_sweeps "
         "--write", _has_smollm2),
     *(Job("bench_training.py", [f"bench_training_{t}"], f"--tables {t} --write",
           f"--quick --tables {t} --write") for t in TRAINING_TABLES),
@@ -164,7 +165,8 @@ JOBS: list[Job] = [
         f"--model {ENTROPY_MODEL[True]} --windows 8 --write", _has_entropy_model),
     Job("bench_compress_summary.py", ["bench_compress_summary"], "--write", "--write"),
     Job("bench_demo_settings.py", ["bench_demo_settings"], "--write",
-        "--ratios 0.2 --samples 8 --heal-samples 8 --heals 5:1e-4 --write", _has_smollm2),
+        "--ratios 0.2 --samples 4 --windows 2 --heal-samples 4 --heals '' --write",
+        _has_smollm2),
 ]  # fmt: skip
 
 

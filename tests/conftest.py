@@ -27,3 +27,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def no_gguf_cache(monkeypatch):
+    """Tests never write converted GGUF models into the user's cache (the cache's own tests
+    point QTF_CACHE_DIR at a temporary folder)."""
+    monkeypatch.setenv("QTF_CACHE_DIR", "off")

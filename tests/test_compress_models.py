@@ -22,6 +22,7 @@ from qtensorformer.compress import (
     smollm2_gguf_path,
 )
 from qtensorformer.compress import models as models_mod
+from qtensorformer.compress.models import gguf_cache_dir
 from qtensorformer.data import DataNotFoundError, WordVocab
 from qtensorformer.files import CheckpointError
 
@@ -249,6 +250,51 @@ def test_gguf_round_trip(tmp_path, hf_tokenizer):
         loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
         == hf_tokenizer(text, add_special_tokens=False)["input_ids"]
     )
+
+
+def _tiny_gguf(tmp_path, hf_tokenizer):
+    for mod in ("gguf", "accelerate"):
+        pytest.importorskip(mod)
+    model = _hf_model("llama", len(hf_tokenizer))
+    path = tmp_path / "tiny.gguf"
+    _write_llama_gguf(path, model, hf_tokenizer)
+    return model, path
+
+
+def test_gguf_cache_keeps_the_converted_model(tmp_path, hf_tokenizer, monkeypatch):
+    model, path = _tiny_gguf(tmp_path, hf_tokenizer)
+    monkeypatch.setenv("QTF_CACHE_DIR", str(tmp_path / "cache"))
+    cache = gguf_cache_dir(path)
+    assert cache is not None and cache.parent == tmp_path / "cache" / "gguf"
+    first = load_causal_lm(path)
+    assert (cache / "model.safetensors").is_file() and "converted copy" not in first.description
+    assert not list(cache.parent.glob("*.tmp-*"))  # the temporary folder is gone
+    second = load_causal_lm(path, dtype=torch.float64)
+    assert "converted copy" in second.description and second.kind == "gguf"
+    ids = torch.randint(0, len(hf_tokenizer), (2, 20))
+    with torch.no_grad():
+        ref = model.double()(ids).logits
+        torch.testing.assert_close(second.model(ids).logits, ref)
+        torch.testing.assert_close(first.model.double()(ids).logits, ref)
+    text = _text(30)
+    assert (
+        second.tokenizer(text, add_special_tokens=False)["input_ids"]
+        == hf_tokenizer(text, add_special_tokens=False)["input_ids"]
+    )
+    path.touch()  # a changed file gets a new key, so a stale copy is never read
+    assert gguf_cache_dir(path) != cache
+
+
+def test_gguf_cache_off_and_unwritable(tmp_path, hf_tokenizer, monkeypatch):
+    _, path = _tiny_gguf(tmp_path, hf_tokenizer)
+    monkeypatch.setenv("QTF_CACHE_DIR", "off")
+    assert gguf_cache_dir(path) is None
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("QTF_CACHE_DIR", str(blocker))
+    with pytest.warns(UserWarning, match="could not keep the converted tiny.gguf"):
+        loaded = load_causal_lm(path)
+    assert loaded.kind == "gguf" and blocker.is_file()
 
 
 # ---------------------------------------------------------------------------- perplexity

