@@ -234,12 +234,18 @@ def _write_llama_gguf(path: Path, model, tokenizer) -> None:
     w.close()
 
 
-def test_gguf_round_trip(tmp_path, hf_tokenizer):
+def _tiny_gguf(tmp_path, hf_tokenizer):
+    """A tiny Llama and the float32 GGUF file written from it."""
     for mod in ("gguf", "accelerate"):
         pytest.importorskip(mod)
     model = _hf_model("llama", len(hf_tokenizer))
     path = tmp_path / "tiny.gguf"
     _write_llama_gguf(path, model, hf_tokenizer)
+    return model, path
+
+
+def test_gguf_round_trip(tmp_path, hf_tokenizer):
+    model, path = _tiny_gguf(tmp_path, hf_tokenizer)
     loaded = load_causal_lm(path)
     assert loaded.kind == "gguf" and loaded.source == path
     ids = torch.randint(0, len(hf_tokenizer), (2, 20))
@@ -250,15 +256,6 @@ def test_gguf_round_trip(tmp_path, hf_tokenizer):
         loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
         == hf_tokenizer(text, add_special_tokens=False)["input_ids"]
     )
-
-
-def _tiny_gguf(tmp_path, hf_tokenizer):
-    for mod in ("gguf", "accelerate"):
-        pytest.importorskip(mod)
-    model = _hf_model("llama", len(hf_tokenizer))
-    path = tmp_path / "tiny.gguf"
-    _write_llama_gguf(path, model, hf_tokenizer)
-    return model, path
 
 
 def test_gguf_cache_keeps_the_converted_model(tmp_path, hf_tokenizer, monkeypatch):

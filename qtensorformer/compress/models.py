@@ -212,7 +212,8 @@ def _load_gguf(path: Path, dtype: torch.dtype, kind: str) -> LoadedModel:
     tf = require_transformers("smollm2", gguf=True)
     cache = gguf_cache_dir(path)
     if cache is not None and (cache / _CACHE_DONE).is_file():
-        model, tokenizer = _read_hf_folder(tf, cache, torch.float32)
+        model = _hf_model_from(tf, cache, dtype)
+        tokenizer = tf.AutoTokenizer.from_pretrained(str(cache), local_files_only=True)
         how = f"dequantised to {_dtype_name(dtype)}, read from its converted copy in {cache}"
     else:
         model, tokenizer = _read_gguf(tf, path)
@@ -236,13 +237,6 @@ def _read_gguf(tf, path: Path) -> tuple[nn.Module, Any]:
         **_gguf_dequantize_kwargs(tf),
     )
     return model, tokenizer
-
-
-def _read_hf_folder(tf, folder: Path, dtype: torch.dtype) -> tuple[nn.Module, Any]:
-    model = tf.AutoModelForCausalLM.from_pretrained(
-        str(folder), local_files_only=True, **_dtype_kwargs(tf, dtype)
-    )
-    return model, tf.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 def _write_cache(cache: Path, model: nn.Module, tokenizer: Any, source: Path) -> None:
@@ -273,12 +267,17 @@ def _dtype_kwargs(transformers, dtype: torch.dtype) -> dict[str, torch.dtype]:
     return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
+def _hf_model_from(tf, folder: Path, dtype: torch.dtype) -> nn.Module:
+    """The causal LM saved in Hugging Face folder ``folder``, in ``dtype``, eval mode."""
+    model = tf.AutoModelForCausalLM.from_pretrained(
+        str(folder), local_files_only=True, **_dtype_kwargs(tf, dtype)
+    )
+    return model.to(dtype).eval()
+
+
 def _load_hf(path: Path, dtype: torch.dtype) -> LoadedModel:
     tf = require_transformers()
-    model = tf.AutoModelForCausalLM.from_pretrained(
-        str(path), local_files_only=True, **_dtype_kwargs(tf, dtype)
-    )
-    model = model.to(dtype).eval()
+    model = _hf_model_from(tf, path, dtype)
     tokenizer = None
     if any((path / f).is_file() for f in _TOKENIZER_FILES):
         tokenizer = tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
