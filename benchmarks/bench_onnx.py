@@ -6,7 +6,8 @@ Each model is exported with ``qtensorformer.export.export_onnx`` (checked agains
 then the eval forward of torch and the onnxruntime session are timed interleaved on the same
 random tokens, with the same thread count. Models: dense, TT only, every exportable pillar
 (TT + quantum encoder + quantum-kernel attention on every token + DARUAN; routing and
-adaptive ranks cannot be exported) and that model after KAN distillation.
+adaptive ranks cannot be exported) and that model after KAN distillation; ``--models``
+picks some of them (``dense,tt,all,kan``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,34 @@ from _common import ensure_malloc_env, interleaved_medians_ms, machine, write_se
 from qtensorformer import ModelConfig, QTensorFormer, distill_to_kan
 from qtensorformer.export import export_onnx, onnx_session, run_onnx
 
+#: key -> (row label, preset overrides); "kan" is the "all" model after KAN distillation.
 SPECS = {
-    "dense": dict(use_tt_embedding=False, use_tt_attention=False, use_tt_ffn=False),
-    "TT only": dict(use_quantum_encoder=False),
-    "TT + encoder + quantum attention + DARUAN": dict(use_quantum_attention=True, use_qkan=True),
+    "dense": ("dense", dict(use_tt_embedding=False, use_tt_attention=False, use_tt_ffn=False)),
+    "tt": ("TT only", dict(use_quantum_encoder=False)),
+    "all": (
+        "TT + encoder + quantum attention + DARUAN",
+        dict(use_quantum_attention=True, use_qkan=True),
+    ),
 }
+LABELS = {**{k: label for k, (label, _) in SPECS.items()}, "kan": "same, KAN-distilled"}
+
+
+def build(keys: list[str], vocab_size: int) -> dict[str, QTensorFormer]:
+    """The models named by ``keys`` (see :data:`LABELS`), in eval mode, by row label."""
+    models = {}
+    for key in keys:
+        if key == "kan":
+            _, kw = SPECS["all"]
+        else:
+            _, kw = SPECS[key]
+        cfg = ModelConfig.preset("small", vocab_size=vocab_size, max_seq_len=128, **kw)
+        model = QTensorFormer(cfg).eval()
+        if key == "kan":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = distill_to_kan(model).eval()
+        models[LABELS[key]] = model
+    return models
 
 
 def main() -> None:
@@ -34,22 +58,19 @@ def main() -> None:
     ap.add_argument("--vocab-size", type=int, default=10000)
     ap.add_argument("--shapes", default="1x128,16x128", help="batch x seq_len, comma-separated")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--models", default=",".join(LABELS), help=f"some of {','.join(LABELS)}")
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--no-malloc-env", action="store_true")
     args = ap.parse_args()
+    keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in LABELS]
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; choose from {','.join(LABELS)}")
     alloc = ensure_malloc_env(not args.no_malloc_env)
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    models = {}
-    for name, kw in SPECS.items():
-        models[name] = QTensorFormer(
-            ModelConfig.preset("small", vocab_size=args.vocab_size, max_seq_len=128, **kw)
-        ).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        kan = distill_to_kan(models["TT + encoder + quantum attention + DARUAN"])
-    models["same, KAN-distilled"] = kan.eval()
+    models = build(keys, args.vocab_size)
     rows = []
     tmp = Path(tempfile.mkdtemp())
     for name, model in models.items():

@@ -129,8 +129,10 @@ JOBS: list[Job] = [
     Job("bench_kernel_norm.py", ["bench_kernel_norm"], "--write", "--steps 50 --seeds 1 --write"),
     Job("bench_model.py", ["bench_model"], "--write", "--repeats 1 --write"),
     Job("bench_train_speed.py", ["bench_train_speed"], "--write", "--repeats 1 --write"),
-    Job("bench_onnx.py", ["bench_onnx"], "--write", "--shapes 1x128 --repeats 3 --write"),
+    Job("bench_onnx.py", ["bench_onnx"], "--write",
+        "--shapes 1x128 --repeats 3 --models dense,tt --write"),
     Job("bench_generate.py", ["bench_generate"], "--write", "--new 32 --repeats 2 --write"),
+    Job("bench_svd.py", ["bench_svd"], "--write", "--repeats 3 --write"),
     Job("bench_compress.py", ["bench_compress_small"],
         f"{SMALL_COMPRESS} --write --section bench_compress_small",
         f"{SMALL_COMPRESS} --methods svd-llm,tt-aware --ratios 0.4 --allocations uniform "

@@ -21,6 +21,8 @@ from qtensorformer.compress.linalg import (
     activation_scaling,
     damped_gram,
     lowrank_factors,
+    spectrum,
+    thin_svd,
     whitening,
 )
 from qtensorformer.compress.ttfit import (
@@ -167,6 +169,31 @@ def test_full_rank_factors_reproduce_the_weight(kind):
     A, B = lowrank_factors(W, pre, 100)
     assert A.shape == (12, 9)
     torch.testing.assert_close(A @ B, W, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(7, 19), (19, 7), (11, 11)])
+def test_thin_svd_matches_lapack_on_wide_tall_and_square(shape):
+    M = torch.randn(*shape, dtype=F64)
+    U, s, Vh = thin_svd(M)
+    U0, s0, Vh0 = torch.linalg.svd(M, full_matrices=False)
+    k = min(shape)
+    assert U.shape == (shape[0], k) and Vh.shape == (k, shape[1])
+    torch.testing.assert_close(s, s0, atol=1e-12, rtol=0)
+    torch.testing.assert_close(U * s @ Vh, M, atol=1e-12, rtol=0)
+    torch.testing.assert_close(U.T @ U, torch.eye(k, dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(Vh @ Vh.T, torch.eye(k, dtype=F64), atol=1e-12, rtol=0)
+    # distinct singular values: the same vectors up to sign
+    signs = torch.sign((U * U0).sum(0))
+    torch.testing.assert_close(U * signs, U0, atol=1e-9, rtol=0)
+    torch.testing.assert_close(Vh * signs[:, None], Vh0, atol=1e-9, rtol=0)
+    torch.testing.assert_close(spectrum(M, Identity()), s0, atol=1e-12, rtol=0)
+
+
+def test_lowrank_factors_of_a_wide_weight_are_its_best_truncation():
+    W = torch.randn(9, 30, dtype=F64)
+    U, s, Vh = torch.linalg.svd(W, full_matrices=False)
+    A, B = lowrank_factors(W, Identity(), 4)
+    torch.testing.assert_close(A @ B, U[:, :4] * s[:4] @ Vh[:4], atol=1e-12, rtol=0)
 
 
 def test_activation_scaling_keeps_dead_features_invertible():

@@ -41,6 +41,7 @@ __all__ = [
     "lowrank_factors",
     "shared_basis_factors",
     "spectrum",
+    "thin_svd",
     "weight_error",
     "whitening",
 ]
@@ -144,10 +145,21 @@ def activation_scaling(abs_mean: torch.Tensor, alpha: float = 0.5) -> Scaling:
     return Scaling(s.clamp_min(1e-6 * top if top > 0 else 1.0))
 
 
+def thin_svd(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.linalg.svd(M, full_matrices=False)``, computed on Mᵀ when M is wider than
+    tall (the same factors; LAPACK is faster on tall matrices: docs/RESULTS.md, "SVD of
+    wide matrices")."""
+    if M.shape[-2] >= M.shape[-1]:
+        return torch.linalg.svd(M, full_matrices=False)
+    U, s, Vh = torch.linalg.svd(M.mT, full_matrices=False)  # Mᵀ = U Σ Vᴴ
+    return Vh.mT, s, U.mT
+
+
 def spectrum(W: torch.Tensor, pre: Preconditioner) -> torch.Tensor:
     """Singular values of W·P (descending): their squares are the energies a rank cut
     discards (activation-weighted for whitening)."""
-    return torch.linalg.svdvals(pre.apply(W.to(F64)))
+    M = pre.apply(W.to(F64))
+    return torch.linalg.svdvals(M if M.shape[0] >= M.shape[1] else M.T)
 
 
 def lowrank_factors(
@@ -155,7 +167,7 @@ def lowrank_factors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A (n × r), B (r × m) with A·B the rank-r truncation of W·P, unpreconditioned
     (r = min(rank, n, m))."""
-    U, s, Vh = torch.linalg.svd(pre.apply(W.to(F64)), full_matrices=False)
+    U, s, Vh = thin_svd(pre.apply(W.to(F64)))
     r = min(rank, s.numel())
     root = s[:r].sqrt()
     A = U[:, :r] * root  # (n, r)
@@ -176,7 +188,7 @@ def shared_basis_factors(
     columns of U.
     """
     W = torch.cat([w.to(F64) for w in weights])  # (Σ n_i, m)
-    U, s, Vh = torch.linalg.svd(pre.apply(W), full_matrices=False)
+    U, s, Vh = thin_svd(pre.apply(W))
     r = min(rank, s.numel())
     B = pre.unapply(s[:r, None] * Vh[:r])  # (r, m)
     coefficients = list(U[:, :r].split([w.shape[0] for w in weights]))
