@@ -39,10 +39,7 @@ def build(keys: list[str], vocab_size: int) -> dict[str, QTensorFormer]:
     """The models named by ``keys`` (see :data:`LABELS`), in eval mode, by row label."""
     models = {}
     for key in keys:
-        if key == "kan":
-            _, kw = SPECS["all"]
-        else:
-            _, kw = SPECS[key]
+        _, kw = SPECS["all" if key == "kan" else key]
         cfg = ModelConfig.preset("small", vocab_size=vocab_size, max_seq_len=128, **kw)
         model = QTensorFormer(cfg).eval()
         if key == "kan":
