@@ -58,7 +58,6 @@ def main() -> None:
     print(body)
     if args.write:
         write_section("bench_svd", body, before="bench_compress")
-    return None
 
 
 if __name__ == "__main__":

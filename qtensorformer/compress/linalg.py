@@ -145,11 +145,16 @@ def activation_scaling(abs_mean: torch.Tensor, alpha: float = 0.5) -> Scaling:
     return Scaling(s.clamp_min(1e-6 * top if top > 0 else 1.0))
 
 
+def _wide(M: torch.Tensor) -> bool:
+    """Whether M has more columns than rows: LAPACK decomposes its transpose faster
+    (docs/RESULTS.md, "SVD of wide matrices")."""
+    return M.shape[-2] < M.shape[-1]
+
+
 def thin_svd(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``torch.linalg.svd(M, full_matrices=False)``, computed on Mᵀ when M is wider than
-    tall (the same factors; LAPACK is faster on tall matrices: docs/RESULTS.md, "SVD of
-    wide matrices")."""
-    if M.shape[-2] >= M.shape[-1]:
+    tall (the same factors)."""
+    if not _wide(M):
         return torch.linalg.svd(M, full_matrices=False)
     U, s, Vh = torch.linalg.svd(M.mT, full_matrices=False)  # Mᵀ = U Σ Vᴴ
     return Vh.mT, s, U.mT
@@ -159,7 +164,7 @@ def spectrum(W: torch.Tensor, pre: Preconditioner) -> torch.Tensor:
     """Singular values of W·P (descending): their squares are the energies a rank cut
     discards (activation-weighted for whitening)."""
     M = pre.apply(W.to(F64))
-    return torch.linalg.svdvals(M if M.shape[0] >= M.shape[1] else M.T)
+    return torch.linalg.svdvals(M.mT if _wide(M) else M)
 
 
 def lowrank_factors(
