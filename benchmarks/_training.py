@@ -1,18 +1,22 @@
 """Training runs behind the results tables: each run is named once, trained (or resumed) by
-``qtf train`` in its own process, and measured from its ``best/`` checkpoint.
+``qtf train`` in its own process, measured from its ``best/`` checkpoint, and recorded.
 
 A run is a :class:`RunSpec` (a folder name, a row label and the ``qtf train`` arguments).
 :func:`train` starts it, resumes it when its folder holds checkpoints, and skips it when its
 summary says it finished. :func:`measure` scores the model with the best validation
-perplexity on the whole test split and counts, on real test text, what one query costs: FLOPs
-per token, circuits, the routed fraction, the mean TT-FFN rank and the energy estimate of
-every hardware profile. Its result is cached beside the run (``bench_metrics.json``, keyed by
-the checkpoint file). :func:`latencies_ms` times several models side by side.
+perplexity on the whole test split, counts on real test text what one query costs (FLOPs
+per token, circuits, the routed fraction, the mean TT-FFN rank, the energy estimate of every
+hardware profile), and times it beside a dense model of the same sizes. It writes the result
+to a record (``<records>/<run>.json``: the numbers, the run's arguments, the machine and the
+date), which the tables read from then on: the full tables' records are kept in the
+repository (``benchmarks/records/training/``), so a table can gather runs trained in
+different sessions, and deleting a record retrains and remeasures its run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -23,11 +27,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from _common import MALLOC_ENV, interleaved_medians_ms
+from _common import MALLOC_ENV, interleaved_medians_ms, machine
 
 from qtensorformer.data import load_corpus, load_tokenizer
 from qtensorformer.energy import PROFILES, EnergyEstimator, FlopsBreakdown
-from qtensorformer.files import TOKENIZER_DIR, WEIGHTS_FILE, RunDir, read_json, write_json
+from qtensorformer.files import TOKENIZER_DIR, RunDir, read_json, write_json
 from qtensorformer.model import QTensorFormer
 from qtensorformer.train import evaluate
 
@@ -37,7 +41,6 @@ FINISHED = ("completed", "early_stopped", "time_limit")
 #: Tokens of one query (the energy estimate) and windows of real test text for the counts.
 QUERY_LEN = 128
 COUNT_WINDOWS = 8
-CACHE = "bench_metrics.json"
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,21 @@ class RunMetrics:
     routed_fraction: float | None
     mean_rank: float | None
     energy_uj: dict[str, float] = field(default_factory=dict)
+    #: Median ms per token of one eval forward on a 128-token query: the model, and a freshly
+    #: initialised dense model of the same sizes timed beside it (a dense model's cost does
+    #: not depend on its weights).
+    ms_per_token: float = math.nan
+    dense_ms_per_token: float = math.nan
+    #: Where and when it was measured, and the ``qtf train`` arguments of the run.
+    machine: str = ""
+    measured: str = ""
+    args: list[str] = field(default_factory=list)
+    test_max_tokens: int | None = None
+
+    @property
+    def speed_vs_dense(self) -> float:
+        """How many times faster than the dense model of its sizes (below 1: slower)."""
+        return self.dense_ms_per_token / self.ms_per_token
 
 
 def model_dir(run_dir: Path) -> Path:
@@ -116,15 +134,31 @@ def best_step(run_dir: Path) -> int | None:
     return min(evals, key=lambda e: e["ppl"])["step"] if evals else None
 
 
-def measure(spec: RunSpec, root: Path, test_max_tokens: int | None = None) -> RunMetrics:
-    """Test perplexity (every test token, or the first ``test_max_tokens``) and per-query costs
-    of the run's best model (cached beside the run)."""
+def read_record(spec: RunSpec, records: Path, test_max_tokens: int | None) -> RunMetrics | None:
+    """The run's record when it was measured with these arguments and this test slice."""
+    rec = read_json(records / f"{spec.name}.json")
+    if rec is None or rec.get("args") != list(spec.args):
+        return None
+    if rec.get("test_max_tokens") != test_max_tokens:
+        return None
+    return RunMetrics(**{**rec, "label": spec.label})
+
+
+def measure(
+    spec: RunSpec,
+    root: Path,
+    records: Path,
+    test_max_tokens: int | None = None,
+    repeats: int = 15,
+) -> RunMetrics:
+    """Test perplexity (every test token, or the first ``test_max_tokens``), per-query costs
+    and speed against dense of the run's best model, read from its record or measured and
+    recorded."""
+    known = read_record(spec, records, test_max_tokens)
+    if known is not None:
+        return known
     run_dir = root / spec.name
     src = model_dir(run_dir)
-    key = f"{_cache_key(src)}:{test_max_tokens}"
-    cache = run_dir / CACHE
-    if cache.is_file() and read_json(cache).get("key") == key:
-        return RunMetrics(**{**read_json(cache)["metrics"], "label": spec.label})
     model = QTensorFormer.from_pretrained(src).eval()
     tok = load_tokenizer(src / TOKENIZER_DIR)
     info = RunDir(run_dir).read_info() or {}
@@ -142,6 +176,7 @@ def measure(spec: RunSpec, root: Path, test_max_tokens: int | None = None) -> Ru
         progress=f"test {spec.name}",
     )
     summary = RunDir(run_dir).read_summary() or {}
+    ms, dense_ms = speed_ms(model, repeats)
     metrics = RunMetrics(
         name=spec.name,
         label=spec.label,
@@ -154,14 +189,16 @@ def measure(spec: RunSpec, root: Path, test_max_tokens: int | None = None) -> Ru
         test_tokens=res.tokens,
         tokenizer=tok.describe(),
         **query_costs(model, test_ids),
+        ms_per_token=ms,
+        dense_ms_per_token=dense_ms,
+        machine=machine(),
+        measured=time.strftime("%Y-%m-%d"),
+        args=list(spec.args),
+        test_max_tokens=test_max_tokens,
     )
-    write_json(cache, {"key": key, "metrics": asdict(metrics)})
+    if metrics.status in FINISHED:
+        write_json(records / f"{spec.name}.json", asdict(metrics))
     return metrics
-
-
-def _cache_key(src: Path) -> str:
-    st = (src / WEIGHTS_FILE).stat()
-    return f"{src}:{st.st_size}:{st.st_mtime_ns}"
 
 
 @torch.no_grad()
@@ -188,21 +225,19 @@ def query_costs(model: QTensorFormer, test_ids: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def latencies_ms(
-    run_dirs: dict[str, Path], repeats: int = 15, warmup: int = 2, batch: int = 1
-) -> dict[str, float]:
-    """Median ms per token of one eval forward on ``batch`` × :data:`QUERY_LEN` random
-    tokens (fewer for a model with a shorter context), for every model, timed side by side
-    in rounds (each model once per round, in a shuffled order)."""
-    models = {k: QTensorFormer.from_pretrained(model_dir(d)).eval() for k, d in run_dirs.items()}
+def speed_ms(model: QTensorFormer, repeats: int = 15, warmup: int = 2) -> tuple[float, float]:
+    """Median ms per token of one eval forward on :data:`QUERY_LEN` random tokens (fewer for a
+    model with a shorter context): ``model``'s and a seeded, freshly initialised dense
+    model's of the same sizes, timed side by side in rounds (each once per round, in a
+    shuffled order)."""
+    torch.manual_seed(0)
+    dense = QTensorFormer(model.config.dense(max_params=None)).eval()
+    n = min(QUERY_LEN, model.config.max_seq_len)
     g = torch.Generator().manual_seed(0)
-    n = {k: min(QUERY_LEN, m.config.max_seq_len) for k, m in models.items()}
-    calls = {
-        k: partial(m, torch.randint(0, m.config.vocab_size, (batch, n[k]), generator=g))
-        for k, m in models.items()
-    }
+    ids = torch.randint(0, model.config.vocab_size, (1, n), generator=g)  # (1, n)
+    calls = {"model": partial(model, ids), "dense": partial(dense, ids)}
     ms = interleaved_medians_ms(calls, repeats, warmup)
-    return {k: v / (batch * n[k]) for k, v in ms.items()}
+    return ms["model"] / n, ms["dense"] / n
 
 
 def dumps(metrics: list[RunMetrics]) -> str:

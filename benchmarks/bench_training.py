@@ -2,11 +2,13 @@
 epoch, the ablation, and the scale-up, each trained here and measured from its best model.
 
 Each table names its runs (small preset on WikiText-2 unless stated; ``--quick`` shrinks every
-budget to a few minutes of training in all). Missing runs are trained, unfinished ones
-resumed (``qtf train --resume``), finished ones reused, so the command can be stopped and
-run again; ``--no-train`` builds the tables from the finished runs only. A run shared by two
-tables (the one-epoch dense and every-pillar models are the seeds table, the ablation's two
-ends and the scale-up's small row) is trained once.
+budget to a few minutes of training in all). A run with a record (``benchmarks/records/
+training/<run>.json``, see ``_training.py``) is read from it; any other is trained, or resumed
+(``qtf train --resume``) when unfinished, then measured and recorded, so the command can be
+stopped and run again, in this session or a later one; ``--no-train`` builds the tables from
+records and finished runs only. A run shared by two tables (the one-epoch dense and
+every-pillar models are the seeds table, the ablation's two ends and the scale-up's small
+row) is trained once.
 
     python benchmarks/bench_training.py --tables core --write
     python benchmarks/bench_training.py --tables seeds,ablation,scale --write
@@ -22,8 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import machine, write_section
-from _training import ROOT, RunMetrics, RunSpec, latencies_ms, measure, status, train
+from _common import write_section
+from _training import ROOT, RunMetrics, RunSpec, measure, read_record, status, train
 
 from qtensorformer.config import PRESETS, model_config
 from qtensorformer.energy import PROFILES
@@ -46,6 +48,8 @@ class Budget:
     one_epoch: tuple[str, ...]
     seeds: tuple[int, ...]
     root: str
+    #: Where the runs' records are kept (relative to the repository).
+    records: str
     latency_repeats: int
     #: What the tables' headings call the two lengths.
     converge_name: str = "at convergence"
@@ -61,6 +65,7 @@ FULL = Budget(
     one_epoch=("--max-tokens", "2088000", "--eval-every", "250"),
     seeds=SEEDS,
     root="runs/core",
+    records="benchmarks/records/training",
     latency_repeats=15,
     converge_name="at convergence (early stopping on valid, at most 6 epochs)",
 )
@@ -95,6 +100,7 @@ QUICK = Budget(
     ),
     seeds=(0, 1),
     root="runs/bench-quick/training",
+    records="runs/bench-quick/training/records",
     latency_repeats=3,
     converge_name="at 6,000 tokens (quick)",
     one_epoch_name="4,000 tokens (quick)",
@@ -210,15 +216,21 @@ def commands(specs: list[RunSpec], root: Path) -> str:
     return "\n".join(" ".join(s.command(root)) for s in specs)
 
 
-def header(title: str, cmd: str, specs: list[RunSpec], root: Path) -> list[str]:
+def header(
+    title: str, cmd: str, specs: list[RunSpec], ms: dict[str, RunMetrics], b: Budget
+) -> list[str]:
+    machines = sorted({ms[s.name].machine for s in specs})
+    dates = sorted({ms[s.name].measured for s in specs})
     return [
         f"### {title}",
         "",
-        f"Command: `{cmd}` (trains or resumes the runs below, then measures each `best/` model).  ",
-        f"Machine: {machine()}",
+        f"Command: `{cmd}` (trains the runs below that have no record in `{b.records}/`, "
+        "measures each one's `best/` model and records it; recorded runs are read).  ",
+        f"Machine: {'; '.join(machines)} (measured {', '.join(dates)}; each run's record names "
+        "its own)",
         "",
         "```bash",
-        commands(specs, root),
+        commands(specs, Path(b.root)),
         "```",
         "",
     ]
@@ -228,8 +240,9 @@ def header(title: str, cmd: str, specs: list[RunSpec], root: Path) -> list[str]:
 CORE_TOKENIZERS = {"word": ("Word-level", "vocabulary 33,278"), "bpe8000": ("BPE", "8,000 tokens")}
 
 
-def core_table(ms: dict[str, RunMetrics], ms_token: dict[str, float], prefix: str) -> list[str]:
-    """One tokenizer's rows: dense and every pillar side by side."""
+def core_table(ms: dict[str, RunMetrics], prefix: str) -> list[str]:
+    """One tokenizer's rows: dense and every pillar side by side (speed: each model against a
+    dense model of its sizes timed beside it, so the dense row shows the timing's noise)."""
     d, a = ms[f"{prefix}-dense"], ms[f"{prefix}-all"]
     rows = [
         "| model | params | × fewer | steps (best) | status | test ppl | vs dense | ppl per "
@@ -238,14 +251,13 @@ def core_table(ms: dict[str, RunMetrics], ms_token: dict[str, float], prefix: st
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in (d, a):
-        t = ms_token[m.name]
         rows.append(
             f"| {m.label} | {m.params:,} | {d.params / m.params:.2f} | {m.steps:,} "
             f"({fmt(m.best_step, ',')}) | {m.status} | {m.test_ppl:,.2f} | "
             f"{rel(m.test_ppl, d.test_ppl)} | {fmt(m.test_word_ppl)} | "
             f"{m.flops_per_token / 1e6:.2f} | {m.circuits_per_token:.1f} | "
-            f"{fmt(m.routed_fraction, '.1%')} | {fmt(m.mean_rank, '.1f')} | {t:.3f} | "
-            f"{ms_token[d.name] / t:.2f} |"
+            f"{fmt(m.routed_fraction, '.1%')} | {fmt(m.mean_rank, '.1f')} | "
+            f"{m.ms_per_token:.3f} | {m.speed_vs_dense:.2f} |"
         )
     return rows
 
@@ -268,11 +280,9 @@ def build_core(b: Budget, cmd: str, train_missing: bool) -> str | None:
     started = begin(title, core_specs(b), b, cmd, train_missing)
     if started is None:
         return None
-    (ms, lines), root = started, ROOT / b.root
+    ms, lines = started
     for prefix, (name, detail) in CORE_TOKENIZERS.items():
-        pair = {k: v for k, v in ms.items() if k.startswith(prefix)}
-        lat = latencies_ms({k: root / k for k in pair}, b.latency_repeats)
-        lines += [f"{name} ({detail}):", "", *core_table(ms, lat, prefix), ""]
+        lines += [f"{name} ({detail}):", "", *core_table(ms, prefix), ""]
     lines += [
         "Estimated energy per query (µJ, one 128-token window of test text):",
         "",
@@ -315,16 +325,8 @@ def build_ablation(b: Budget, cmd: str, train_missing: bool) -> str | None:
         return None
     ms.update(more)
     specs.append(extra)
-    lat = latencies_ms(
-        {s.name: ROOT / b.root / s.name for s in specs if s.name.endswith("seed0")},
-        b.latency_repeats,
-    )
-    lines = header(
-        f"Ablation at {b.one_epoch_name}: what each pillar adds (issue #17)",
-        cmd,
-        specs,
-        Path(b.root),
-    )
+    title = f"Ablation at {b.one_epoch_name}: what each pillar adds (issue #17)"
+    lines = header(title, cmd, specs, ms, b)
     lines += [
         "| component added | params | test ppl | ppl vs dense | MFLOP / token | FLOPs vs dense "
         "| energy vs dense (cpu_xeon) | speed vs dense | seeds |",
@@ -341,7 +343,7 @@ def build_ablation(b: Budget, cmd: str, train_missing: bool) -> str | None:
             f"{rel(mean, d_mean)} | {m.flops_per_token / 1e6:.2f} | "
             f"{rel(m.flops_per_token, dense.flops_per_token)} | "
             f"{rel(m.energy_uj['cpu_xeon'], dense.energy_uj['cpu_xeon'])} | "
-            f"{lat[dense.name] / lat[m.name]:.2f} | {len(runs)} |"
+            f"{m.speed_vs_dense:.2f} | {len(runs)} |"
         )
     return "\n".join(lines)
 
@@ -406,23 +408,25 @@ def begin(
     """The runs' metrics (see :func:`collect`) and the table's heading; None when runs are
     missing."""
     ms = collect(specs, b, train_missing)
-    return None if ms is None else (ms, header(title, cmd, specs, Path(b.root)))
+    return None if ms is None else (ms, header(title, cmd, specs, ms, b))
 
 
 def collect(specs: list[RunSpec], b: Budget, train_missing: bool) -> dict[str, RunMetrics] | None:
-    """Train what is missing (when asked) and measure every run; None when some run is not
-    finished and training was not asked for (the reason is printed)."""
-    root = ROOT / b.root
+    """Every run's metrics: read from its record, else trained when missing (when asked),
+    measured and recorded; None when some run has neither a record nor a finished folder and
+    training was not asked for (the reason is printed)."""
+    root, records = ROOT / b.root, ROOT / b.records
     out = {}
     for s in specs:
         if s.name in out:
             continue
-        if train_missing:
+        known = read_record(s, records, b.test_max_tokens)
+        if known is None and train_missing:
             train(s, root)
-        elif status(root / s.name) is None:
-            print(f"not finished: {s.name} ({' '.join(s.command(Path(b.root)))})")
+        elif known is None and status(root / s.name) is None:
+            print(f"not recorded or finished: {s.name} ({' '.join(s.command(Path(b.root)))})")
             return None
-        out[s.name] = measure(s, root, b.test_max_tokens)
+        out[s.name] = known or measure(s, root, records, b.test_max_tokens, b.latency_repeats)
     return out
 
 

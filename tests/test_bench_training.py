@@ -1,15 +1,19 @@
 """benchmarks/bench_training.py and _training.py: run specs shared between tables agree, a
-run is trained once, resumed when its summary is missing and measured from best/ (a tiny
-synthetic run), and the table cells are computed from the right rows."""
+run is trained once, resumed when its summary is missing, measured from best/ and recorded
+(a tiny synthetic run), a recorded run is read instead of trained, and the table cells are
+computed from the right rows."""
 
 from __future__ import annotations
 
 import importlib.util
 import math
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+
+from qtensorformer.files import write_json
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -67,7 +71,7 @@ def test_spread_and_row_groups(bt):
     assert groups == [["a-seed0", "a-seed1"], ["b-seed0"], ["c"]]
 
 
-def _metrics(bt, name, params, ppl, flops):
+def _metrics(bt, name, params, ppl, flops, ms=1.0, dense_ms=1.0):
     return bt.RunMetrics(
         name=name,
         label=name,
@@ -84,18 +88,22 @@ def _metrics(bt, name, params, ppl, flops):
         routed_fraction=None,
         mean_rank=None,
         energy_uj=dict.fromkeys(bt.PROFILES, 1.0),
+        ms_per_token=ms,
+        dense_ms_per_token=dense_ms,
     )
 
 
 def test_core_table_ratios_come_from_the_dense_row(bt):
     ms = {
-        "w-dense": _metrics(bt, "w-dense", 400, 100.0, 2e6),
-        "w-all": _metrics(bt, "w-all", 100, 110.0, 3e6),
+        "w-dense": _metrics(bt, "w-dense", 400, 100.0, 2e6, ms=1.1, dense_ms=1.0),
+        "w-all": _metrics(bt, "w-all", 100, 110.0, 3e6, ms=4.0, dense_ms=2.0),
     }
-    rows = bt.core_table(ms, {"w-dense": 1.0, "w-all": 4.0}, "w")
+    rows = bt.core_table(ms, "w")
     cells = [c.strip() for c in rows[3].split("|")]
     assert cells[1:8] == ["w-all", "100", "4.00", "10 (5)", "completed", "110.00", "+10.0%"]
-    assert cells[-2:] == ["0.25", ""] and cells[9] == "3.00"
+    assert cells[-3:] == ["4.000", "0.50", ""] and cells[9] == "3.00"
+    dense_cells = [c.strip() for c in rows[2].split("|")]
+    assert dense_cells[-3:] == ["1.100", "0.91", ""]  # its own dense twin: the timing noise
 
 
 def test_tiny_run_is_trained_once_resumed_and_measured(bt, tmp_path, monkeypatch, capsys):
@@ -136,18 +144,48 @@ def test_tiny_run_is_trained_once_resumed_and_measured(bt, tmp_path, monkeypatch
     (tmp_path / "tiny" / "summary.json").unlink()  # as if stopped before its summary
     assert tr.train(spec, tmp_path) == "completed"
     assert "--resume" in capsys.readouterr().out
-    m = tr.measure(spec, tmp_path, test_max_tokens=2000)
+    records = tmp_path / "records"
+    m = tr.measure(spec, tmp_path, records, test_max_tokens=2000, repeats=2)
     assert m.params > 0 and m.best_step in (3, 6) and m.test_tokens <= 2000
     assert math.isfinite(m.test_ppl) and 1 < m.test_ppl < 1e6
     assert 0 <= m.routed_fraction <= 1 and m.mean_rank >= 1 and m.circuits_per_token > 0
     assert set(m.energy_uj) == set(bt.PROFILES) and all(v > 0 for v in m.energy_uj.values())
+    assert m.ms_per_token > 0 and m.dense_ms_per_token > 0 and m.args == list(spec.args)
+    assert m.machine and m.measured and (records / "tiny.json").is_file()
 
     def boom(*a, **k):
-        raise AssertionError("measured again instead of reading the cache")
+        raise AssertionError("trained or measured again instead of reading the record")
 
     monkeypatch.setattr(tr, "evaluate", boom)
-    assert tr.measure(spec, tmp_path, test_max_tokens=2000).test_ppl == m.test_ppl
-    with pytest.raises(AssertionError, match="cache"):
-        tr.measure(spec, tmp_path)  # another test slice is another measurement
-    lat = tr.latencies_ms({"a": tmp_path / "tiny", "b": tmp_path / "tiny"}, repeats=2, warmup=1)
-    assert set(lat) == {"a", "b"} and all(v > 0 for v in lat.values())
+    assert tr.measure(spec, tmp_path, records, test_max_tokens=2000).test_ppl == m.test_ppl
+    with pytest.raises(AssertionError, match="record"):
+        tr.measure(spec, tmp_path, records)  # another test slice is another measurement
+    other = tr.RunSpec("tiny", "tiny", (*spec.args, "--seed", "1"))
+    assert tr.read_record(other, records, 2000) is None  # other arguments, another run
+
+
+def test_a_recorded_run_is_read_not_trained(bt, tmp_path, monkeypatch):
+    """The tables take a run from its record even when its folder is gone (another session)."""
+    b = bt.Budget(
+        converge=(),
+        one_epoch=(),
+        seeds=(0,),
+        root="r",
+        records=str(tmp_path / "rec"),
+        latency_repeats=1,
+    )
+    spec = bt.RunSpec("x-seed0", "label now", ("--dense",))
+    m = _metrics(bt, "x-seed0", 10, 50.0, 1e6)
+    m.args, m.machine, m.measured = ["--dense"], "cpu A", "2026-12-04"
+    write_json(tmp_path / "rec" / "x-seed0.json", asdict(m))
+
+    def boom(*a, **k):
+        raise AssertionError("trained or measured a recorded run")
+
+    monkeypatch.setattr(bt, "train", boom)
+    monkeypatch.setattr(bt, "measure", boom)
+    got = bt.collect([spec], b, train_missing=True)
+    assert got["x-seed0"].test_ppl == 50.0 and got["x-seed0"].label == "label now"
+    lines = bt.header("T", "cmd", [spec], got, b)
+    assert any("cpu A" in line and "2026-12-04" in line for line in lines)
+    assert bt.collect([bt.RunSpec("y-seed0", "y", ())], b, train_missing=False) is None
