@@ -108,6 +108,8 @@ class RunMetrics:
     #: Where and when it was measured, and the ``qtf train`` arguments of the run.
     machine: str = ""
     measured: str = ""
+    #: ``[step, valid ppl]`` of every evaluation during training.
+    valid_curve: list[list[float]] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     test_max_tokens: int | None = None
 
@@ -115,6 +117,16 @@ class RunMetrics:
     def speed_vs_dense(self) -> float:
         """How many times faster than the dense model of its sizes (below 1: slower)."""
         return self.dense_ms_per_token / self.ms_per_token
+
+    def late_valid_change(self, fraction: float = 1 / 3) -> float | None:
+        """Relative change of valid perplexity over the last ``fraction`` of the training
+        steps (from the last evaluation at or before that point to the final one): near zero
+        when the run had converged. None without two evaluations that far apart."""
+        if not self.valid_curve:
+            return None
+        end_step, end = self.valid_curve[-1]
+        earlier = [p for s, p in self.valid_curve if s <= end_step * (1 - fraction)]
+        return end / earlier[-1] - 1 if earlier else None
 
 
 def model_dir(run_dir: Path) -> Path:
@@ -128,10 +140,15 @@ def model_dir(run_dir: Path) -> Path:
     return newest
 
 
-def best_step(run_dir: Path) -> int | None:
-    """The step of the lowest logged validation perplexity (the one ``best/`` holds)."""
+def valid_curve(run_dir: Path) -> list[list[float]]:
+    """``[step, valid ppl]`` of every evaluation the run logged."""
     evals = [e for e in RunDir(run_dir).read_metrics() if e.get("event") == "eval"]
-    return min(evals, key=lambda e: e["ppl"])["step"] if evals else None
+    return [[e["step"], e["ppl"]] for e in evals]
+
+
+def best_step(curve: list[list[float]]) -> int | None:
+    """The step of the lowest validation perplexity (the one ``best/`` holds)."""
+    return int(min(curve, key=lambda e: e[1])[0]) if curve else None
 
 
 def read_record(spec: RunSpec, records: Path, test_max_tokens: int | None) -> RunMetrics | None:
@@ -177,13 +194,14 @@ def measure(
     )
     summary = RunDir(run_dir).read_summary() or {}
     ms, dense_ms = speed_ms(model, repeats)
+    curve = valid_curve(run_dir)
     metrics = RunMetrics(
         name=spec.name,
         label=spec.label,
         status=summary.get("status", "unfinished"),
         params=model.num_parameters(),
         steps=int(summary.get("steps", 0)),
-        best_step=best_step(run_dir),
+        best_step=best_step(curve),
         test_ppl=res.ppl,
         test_word_ppl=res.ppl if tok.kind == "word" else res.word_ppl,
         test_tokens=res.tokens,
@@ -193,6 +211,7 @@ def measure(
         dense_ms_per_token=dense_ms,
         machine=machine(),
         measured=time.strftime("%Y-%m-%d"),
+        valid_curve=curve,
         args=list(spec.args),
         test_max_tokens=test_max_tokens,
     )

@@ -98,12 +98,15 @@ def test_core_table_ratios_come_from_the_dense_row(bt):
         "w-dense": _metrics(bt, "w-dense", 400, 100.0, 2e6, ms=1.1, dense_ms=1.0),
         "w-all": _metrics(bt, "w-all", 100, 110.0, 3e6, ms=4.0, dense_ms=2.0),
     }
+    ms["w-all"].valid_curve = [[3, 200.0], [6, 120.0], [9, 115.0], [12, 114.0]]
     rows = bt.core_table(ms, "w")
     cells = [c.strip() for c in rows[3].split("|")]
-    assert cells[1:8] == ["w-all", "100", "4.00", "10 (5)", "completed", "110.00", "+10.0%"]
-    assert cells[-3:] == ["4.000", "0.50", ""] and cells[9] == "3.00"
+    assert cells[1:6] == ["w-all", "100", "4.00", "10 (5)", "completed"]
+    assert cells[6:9] == ["-5.0%", "110.00", "+10.0%"]  # 120 (step 6 <= 12 * 2/3) -> 114
+    assert cells[-3:] == ["4.000", "0.50", ""] and cells[10] == "3.00"
     dense_cells = [c.strip() for c in rows[2].split("|")]
     assert dense_cells[-3:] == ["1.100", "0.91", ""]  # its own dense twin: the timing noise
+    assert dense_cells[6] == "—"  # no evaluations logged
 
 
 def test_tiny_run_is_trained_once_resumed_and_measured(bt, tmp_path, monkeypatch, capsys):
@@ -147,6 +150,7 @@ def test_tiny_run_is_trained_once_resumed_and_measured(bt, tmp_path, monkeypatch
     records = tmp_path / "records"
     m = tr.measure(spec, tmp_path, records, test_max_tokens=2000, repeats=2)
     assert m.params > 0 and m.best_step in (3, 6) and m.test_tokens <= 2000
+    assert [s for s, _ in m.valid_curve] == [3, 6] and m.late_valid_change() is not None
     assert math.isfinite(m.test_ppl) and 1 < m.test_ppl < 1e6
     assert 0 <= m.routed_fraction <= 1 and m.mean_rank >= 1 and m.circuits_per_token > 0
     assert set(m.energy_uj) == set(bt.PROFILES) and all(v > 0 for v in m.energy_uj.values())
