@@ -161,6 +161,20 @@ def read_record(spec: RunSpec, records: Path, test_max_tokens: int | None) -> Ru
     return RunMetrics(**{**rec, "label": spec.label})
 
 
+def run_state(spec: RunSpec, root: Path, records: Path, test_max_tokens: int | None) -> str:
+    """Where the run stands: recorded, finished, checkpointed, or not started."""
+    rec = read_record(spec, records, test_max_tokens)
+    if rec is not None:
+        return f"recorded {rec.measured}: test ppl {rec.test_ppl:,.2f}"
+    done = status(root / spec.name)
+    if done is not None:
+        return f"{done}, not yet recorded"
+    if not (root / spec.name).is_dir():
+        return "not started"
+    newest = RunDir(root / spec.name).newest_checkpoint()
+    return "started, no checkpoint yet" if newest is None else f"unfinished: {newest.name}"
+
+
 def measure(
     spec: RunSpec,
     root: Path,

@@ -12,7 +12,8 @@ row) is trained once.
 
     python benchmarks/bench_training.py --tables core --write
     python benchmarks/bench_training.py --tables seeds,ablation,scale --write
-    python benchmarks/bench_training.py --list          # every run's qtf train command
+    python benchmarks/bench_training.py --list          # every run's command and state
+    python benchmarks/bench_training.py --runs 1ep-tt-seed0,1ep-rank-seed0   # just these
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _common import write_section
-from _training import ROOT, RunMetrics, RunSpec, measure, read_record, status, train
+from _training import (
+    ROOT,
+    RunMetrics,
+    RunSpec,
+    measure,
+    read_record,
+    run_state,
+    status,
+    train,
+)
 
 from qtensorformer.config import PRESETS, model_config
 from qtensorformer.energy import PROFILES
@@ -447,6 +457,45 @@ SPECS: dict[str, Callable[[Budget], list[RunSpec]]] = {
 }
 
 
+def all_specs(b: Budget) -> dict[str, RunSpec]:
+    """Every table's runs by name, with the energy-budget run once the dense seed-0 run (whose
+    energy sets its budget) is recorded."""
+    specs = {s.name: s for make in SPECS.values() for s in make(b)}
+    dense = read_record(specs["1ep-dense-seed0"], ROOT / b.records, b.test_max_tokens)
+    if dense is not None:
+        extra = budget_spec(b, dense.energy_uj["cpu_xeon"])
+        specs[extra.name] = extra
+    return specs
+
+
+def list_runs(names: list[str], b: Budget) -> None:
+    """Each table's ``qtf train`` commands, each followed by its run's state."""
+    root, records = ROOT / b.root, ROOT / b.records
+    every = all_specs(b)
+    for t in names:
+        specs = SPECS[t](b)
+        if t == "ablation":
+            specs += [s for n, s in every.items() if n.startswith("1ep-all-budget")]
+        print(f"# {t}")
+        for s in specs:
+            state = run_state(s, root, records, b.test_max_tokens)
+            print(f"{' '.join(s.command(Path(b.root)))}  # {state}")
+        if t == "ablation" and len(specs) == len(ablation_specs(b)):
+            print("# and every pillar under --max-energy-uj (once the dense model is recorded)")
+
+
+def train_runs(names: list[str], b: Budget) -> int:
+    """Train, measure and record the named runs in this order (no tables)."""
+    every = all_specs(b)
+    unknown = [n for n in names if n not in every]
+    if unknown:
+        print(f"unknown run(s) {unknown}; choose from {sorted(every)}", file=sys.stderr)
+        return 2
+    for name, m in collect([every[n] for n in names], b, True).items():
+        print(f"{name}: test ppl {m.test_ppl:,.2f}, {m.speed_vs_dense:.2f}× dense speed")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -454,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quick", action="store_true", help="tiny budgets (minutes, not hours)")
     ap.add_argument("--no-train", action="store_true", help="only tabulate finished runs")
-    ap.add_argument("--list", action="store_true", help="print the runs' commands and stop")
+    ap.add_argument("--list", action="store_true", help="print the runs' commands and states")
+    ap.add_argument("--runs", help="comma-separated run names: train and record just these")
     ap.add_argument("--write", action="store_true", help="write the tables to the results file")
     args = ap.parse_args(argv)
     names = [t.strip() for t in args.tables.split(",") if t.strip()]
@@ -463,11 +513,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown table(s) {unknown}; choose from {list(TABLES)}")
     b = QUICK if args.quick else FULL
     if args.list:
-        for t in names:
-            print(f"# {t}\n{commands(SPECS[t](b), Path(b.root))}")
-            if t == "ablation":
-                print("# and every pillar under --max-energy-uj (the dense model's estimate)")
+        list_runs(names, b)
         return 0
+    if args.runs:
+        return train_runs([r.strip() for r in args.runs.split(",") if r.strip()], b)
     given = argv if argv is not None else sys.argv[1:]
     cmd = "python benchmarks/bench_training.py " + " ".join(given)
     for t in names:

@@ -148,7 +148,9 @@ def test_tiny_run_is_trained_once_resumed_and_measured(bt, tmp_path, monkeypatch
     assert tr.train(spec, tmp_path) == "completed"
     assert "--resume" in capsys.readouterr().out
     records = tmp_path / "records"
+    assert tr.run_state(spec, tmp_path, records, 2000) == "completed, not yet recorded"
     m = tr.measure(spec, tmp_path, records, test_max_tokens=2000, repeats=2)
+    assert tr.run_state(spec, tmp_path, records, 2000).startswith("recorded ")
     assert m.params > 0 and m.best_step in (3, 6) and m.test_tokens <= 2000
     assert [s for s, _ in m.valid_curve] == [3, 6] and m.late_valid_change() is not None
     assert math.isfinite(m.test_ppl) and 1 < m.test_ppl < 1e6
@@ -193,3 +195,32 @@ def test_a_recorded_run_is_read_not_trained(bt, tmp_path, monkeypatch):
     lines = bt.header("T", "cmd", [spec], got, b)
     assert any("cpu A" in line and "2026-12-04" in line for line in lines)
     assert bt.collect([bt.RunSpec("y-seed0", "y", ())], b, train_missing=False) is None
+
+
+def test_run_states_and_the_budget_run(bt, tmp_path, capsys):
+    """--list states where each run stands; the energy-budget run exists once dense is
+    recorded (its budget is the dense model's energy); --runs rejects unknown names."""
+    b = bt.Budget(
+        converge=(),
+        one_epoch=("--max-tokens", "10"),
+        seeds=(0,),
+        root=str(tmp_path / "r"),
+        records=str(tmp_path / "rec"),
+        latency_repeats=1,
+    )
+    tr = sys.modules["_training"]
+    spec = bt.one_epoch("dense", "dense", ("--dense",), b)
+    assert tr.run_state(spec, tmp_path / "r", tmp_path / "rec", None) == "not started"
+    (tmp_path / "r" / spec.name).mkdir(parents=True)
+    assert "no checkpoint" in tr.run_state(spec, tmp_path / "r", tmp_path / "rec", None)
+    assert not any("budget" in n for n in bt.all_specs(b))
+    m = _metrics(bt, spec.name, 10, 50.0, 1e6)
+    m.args, m.energy_uj = list(spec.args), dict.fromkeys(bt.PROFILES, 1234.4)
+    write_json(tmp_path / "rec" / f"{spec.name}.json", asdict(m))
+    budget = bt.all_specs(b)["1ep-all-budget-seed0"]
+    assert budget.args[budget.args.index("--max-energy-uj") + 1] == "1234"
+    bt.list_runs(["ablation"], b)
+    out = capsys.readouterr().out
+    assert "1ep-dense-seed0  # recorded" in out and "1ep-all-budget-seed0  # not started" in out
+    assert bt.main(["--runs", "nope"]) == 2
+    assert "unknown run(s) ['nope']" in capsys.readouterr().err
