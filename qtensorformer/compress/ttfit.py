@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..tensor import balanced_factors, default_n_modes, tt_num_params, tt_svd, tt_to_dense
-from .linalg import damped_gram
+from .linalg import damped_gram, thin_svd
 
 __all__ = [
     "TTFit",
@@ -258,7 +258,7 @@ def _two_site(W, cores, topo, k, max_params, left_to_right: bool) -> None:
     T = torch.einsum("IJa,IiuPJjvQ->aiuPjvQ", L, X)
     theta = torch.einsum("aiuPjvQ,bPQ->aijuvb", T, R)  # (a, n_k, m_k, n_k1, m_k1, b)
     a, n, m, n2, m2, b = theta.shape
-    U, s, Vh = torch.linalg.svd(theta.reshape(a * n * m, n2 * m2 * b), full_matrices=False)
+    U, s, Vh = thin_svd(theta.reshape(a * n * m, n2 * m2 * b))
     r = _pair_rank(cores, k, s, max_params)
     if left_to_right:
         cores[k] = U[:, :r].reshape(a, n, m, r)

@@ -69,7 +69,7 @@ from ..tensor.tree import TreeSharedLinear
 from .budget import param_budget
 from .calibrate import InputStats, linear_weight
 from .config import TTNSConfig
-from .linalg import Whitening, activation_error, damped_gram, weight_error, whitening
+from .linalg import Whitening, activation_error, damped_gram, thin_svd, weight_error, whitening
 from .methods import target_from_module
 from .sharing import default_shared, matrix_type, shared_types
 from .summary import ModuleReport
@@ -257,7 +257,7 @@ def _top_rows(sym: torch.Tensor, k: int) -> torch.Tensor:
 
 def _polar(G: torch.Tensor) -> torch.Tensor:
     """The matrix with orthonormal rows nearest G (k × size, k ≤ size): U Vᵀ of its SVD."""
-    U, _, Vh = torch.linalg.svd(G, full_matrices=False)
+    U, _, Vh = thin_svd(G)
     return U @ Vh
 
 
