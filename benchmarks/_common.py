@@ -91,6 +91,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    # The kernels torch dispatches to (AVX2, AVX512): the same model name covers both kinds.
+    cpu = f"{cpu} ({torch.backends.cpu.get_cpu_capability()})"
     return (
         f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
