@@ -231,21 +231,32 @@ def commands(specs: list[RunSpec], root: Path) -> str:
 def header(
     title: str, cmd: str, specs: list[RunSpec], ms: dict[str, RunMetrics], b: Budget
 ) -> list[str]:
-    machines = sorted({ms[s.name].machine for s in specs})
     dates = sorted({ms[s.name].measured for s in specs})
     return [
         f"### {title}",
         "",
         f"Command: `{cmd}` (trains the runs below that have no record in `{b.records}/`, "
         "measures each one's `best/` model and records it; recorded runs are read).  ",
-        f"Machine: {'; '.join(machines)} (measured {', '.join(dates)}; each run's record names "
-        "its own)",
+        f"{machine_line(specs, ms)} (measured {', '.join(dates)}; each run's record names its own)",
         "",
         "```bash",
         commands(specs, Path(b.root)),
         "```",
         "",
     ]
+
+
+def machine_line(specs: list[RunSpec], ms: dict[str, RunMetrics]) -> str:
+    """``Machine: X`` when every run was trained and measured on one machine, else which
+    runs on which (training on another CPU changes the numbers, not only the speed)."""
+    by: dict[str, list[str]] = {}
+    for s in specs:
+        names = by.setdefault(ms[s.name].machine, [])
+        if s.name not in names:
+            names.append(s.name)
+    if len(by) == 1:
+        return f"Machine: {next(iter(by))}"
+    return "Machines: " + "; ".join(f"{m}: {', '.join(n)}" for m, n in sorted(by.items()))
 
 
 #: The core table's tokenizers: run-name prefix -> (short name, detail for the heading).

@@ -224,3 +224,15 @@ def test_run_states_and_the_budget_run(bt, tmp_path, capsys):
     assert "1ep-dense-seed0  # recorded" in out and "1ep-all-budget-seed0  # not started" in out
     assert bt.main(["--runs", "nope"]) == 2
     assert "unknown run(s) ['nope']" in capsys.readouterr().err
+
+
+def test_the_machine_line_says_which_runs_ran_where(bt):
+    """A table whose runs came from two kinds of CPU names each kind's runs; one kind gives
+    one plain line (a run listed twice in a table is named once)."""
+    specs = [bt.RunSpec(n, n, ()) for n in ("a-seed0", "b-seed0", "c-seed0", "a-seed0")]
+    ms = {s.name: _metrics(bt, s.name, 10, 50.0, 1e6) for s in specs}
+    for name, cpu in (("a-seed0", "cpu X"), ("b-seed0", "cpu Y"), ("c-seed0", "cpu X")):
+        ms[name].machine = cpu
+    assert bt.machine_line(specs, ms) == "Machines: cpu X: a-seed0, c-seed0; cpu Y: b-seed0"
+    ms["b-seed0"].machine = "cpu X"
+    assert bt.machine_line(specs, ms) == "Machine: cpu X"
