@@ -245,6 +245,24 @@ def test_energy_of_a_fresh_model_on_chosen_profiles():
     assert r.exit_code == 2 and "unknown hardware profile" in r.output
 
 
+def test_energy_at_the_floor_routes_nothing_and_costs_less(tmp_path):
+    """--floor estimates the least a budget can reach (no routing, minimum ranks); a model
+    without knobs is refused with the reason."""
+    args = ["energy", "--variant", "all", "--vocab-size", "50", "--seq-len", "8"]
+    out = {}
+    for name, extra in (("now", []), ("floor", ["--floor"])):
+        path = tmp_path / f"{name}.json"
+        r = runner.invoke(app, [*args, "--hardware", "cpu_xeon", *extra, "--json", str(path)])
+        assert r.exit_code == 0, r.output
+        out[name] = json.loads(path.read_text())
+    now, floor = out["now"], out["floor"]
+    assert "at its floor" in floor["source"] and "at its floor" not in now["source"]
+    assert floor["flops"]["kernel_pairs"] == 0 < now["flops"]["kernel_pairs"]
+    assert floor["estimates"][0]["energy_uj"] < now["estimates"][0]["energy_uj"]
+    r = runner.invoke(app, ["energy", "--variant", "dense", "--vocab-size", "50", "--floor"])
+    assert r.exit_code == 2 and "no router or adaptive rank" in flat(r.output)
+
+
 def test_compare_trains_each_variant_on_the_same_budget(tmp_path):
     args = ["compare", "--variants", "dense,tt", "--max-tokens", "256", "--out", str(tmp_path)]
     sizes = ["--data", "synthetic", "--batch-size", "4", "--seq-len", "32", "--eval-every", "9"]

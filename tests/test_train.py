@@ -361,6 +361,55 @@ def test_latency_budget_adjusts_router_and_rank(tmp_path, data):
     assert back.blocks[0].attn.router.route_fraction == pytest.approx(0.2 * 0.8**2)
 
 
+def _events(run_dir, name):
+    recs = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+    return [r for r in recs if r["event"] == name]
+
+
+def test_an_unreachable_budget_is_reported_once(tmp_path, data):
+    """A limit below the model's floor (no routing, minimum ranks) is named once, with the
+    floor it would need; the ordinary adjustments go on."""
+    vocab, ids = data
+    model = _model(
+        vocab, use_quantum_attention=True, use_selective_routing=True, use_adaptive_rank=True
+    )
+    cfg = _cfg(max_latency_ms=1e-6)
+    Trainer(model, ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
+    (w,) = _events(tmp_path, "budget_unreachable")
+    assert w["metric"] == "latency_ms" and w["floor"] > w["limit"] == 1e-6
+    assert f"at least {w['floor']:.4g}" in w["message"]
+    assert len(_events(tmp_path, "budget")) == 4
+
+
+def test_the_floor_routes_nothing_at_minimum_ranks_and_is_undone(data):
+    """Under floor(): no token routed, every rank r_min, fewer FLOPs (circuits included);
+    the knobs come back exactly; a limit between the floor and today's cost is reachable."""
+    from qtensorformer.energy import model_flops
+    from qtensorformer.train.budget import BudgetController
+
+    vocab, _ = data
+    model = _model(
+        vocab, use_quantum_attention=True, use_selective_routing=True, use_adaptive_rank=True
+    ).eval()
+    router, sched = model.blocks[0].attn.router, model.blocks[0].rank
+    with torch.no_grad():
+        router.threshold.fill_(-1.0)  # every token routed today
+    theta, log_alpha = float(router.threshold.detach()), float(sched.log_alpha.detach())
+    score = torch.rand(2, 9) + 0.5
+    ctl = BudgetController(model, {"energy_uj": 1.0})
+    now = model_flops(model, seq_len=16)
+    with ctl.floor():
+        assert not router(score).routed.any()
+        assert bool((sched(score * 10).ranks == sched.r_min).all())
+        low = model_flops(model, seq_len=16)
+    assert float(router.threshold.detach()) == theta
+    assert float(sched.log_alpha.detach()) == log_alpha
+    assert low.total < now.total and low.kernel_pairs == 0 < now.kernel_pairs
+    assert ctl.unreachable({"energy_uj": 0.5}) == []
+    (w,) = ctl.unreachable({"energy_uj": 2.0, "latency_ms": 9.0})  # latency: no limit
+    assert w["metric"] == "energy_uj" and "at least 2" in w["message"]
+
+
 def test_budget_without_knob(tmp_path, data):
     vocab, ids = data
     cfg = _cfg(max_latency_ms=1e-6)

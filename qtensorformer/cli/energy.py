@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -100,16 +101,34 @@ def energy(
     json_out: Annotated[
         str | None, typer.Option("--json", help="Also write the estimates to this JSON file.")
     ] = None,
+    floor: Annotated[
+        bool,
+        typer.Option(
+            help="Estimate with every budget knob at its floor (no token routed, every "
+            "adaptive rank at its minimum): the least that --max-energy-uj can reach."
+        ),
+    ] = False,
 ) -> None:
     """Estimated energy, carbon and latency per query on each hardware profile, with the
-    measured latency on this machine beside them (FLOPs from a forward pass on random tokens)."""
+    measured latency on this machine beside them (FLOPs from a forward pass on random tokens).
+
+    Example: ``qtf energy runs/my-run --hardware cpu_xeon --floor``"""
     from ..energy import energy_table, make_estimators
     from ..files import write_json
+    from ..train.budget import BudgetController
 
     with user_errors():
         estimators = make_estimators(hardware, carbon_intensity, pue, utilisation)
         model, source = load_or_build(checkpoint, preset, variant, vocab_size, seq_len, seed)
-        res = energy_table(model, estimators, seq_len, source, seed)
+        knobs = BudgetController(model, {})
+        if floor and not knobs.has_knob:
+            raise ValueError(
+                f"--floor: {source} has no router or adaptive rank, so it has no floor below "
+                "its own cost; run without --floor"
+            )
+        with knobs.floor() if floor else nullcontext():
+            label = f"{source}, at its floor (no token routed, minimum ranks)" if floor else source
+            res = energy_table(model, estimators, seq_len, label, seed)
     console.print(estimates_table(res))
     console.print(flops_table(res.flops))
     if json_out:

@@ -5,12 +5,17 @@ At every evaluation the controller compares the measurement with its limit; when
 every block it (a) lowers the router's target fraction by ``factor`` and raises θ by
 ``theta_step`` (fewer tokens take the quantum-kernel path) and (b) scales the rank scheduler's
 α by ``factor`` (lower TT-FFN ranks). Each adjustment is returned for the log. A model with
-neither a router nor an adaptive rank has no knob: the controller says so once.
+neither a router nor an adaptive rank has no knob: the controller says so once. A limit can
+also be out of reach with knobs: :meth:`BudgetController.floor` puts every knob at its floor
+(no token routed, every rank at r_min) so that the caller can measure the least cost the
+controller can reach, and :meth:`BudgetController.unreachable` says which limits it misses.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -41,6 +46,7 @@ class BudgetController:
         self.routers = [b.attn.router for b in model.blocks if b.attn.router is not None]
         self.ranks = [b.rank for b in model.blocks if b.rank is not None]
         self.warned = False
+        self.floor_checked = False  # set by the caller once it has measured the floor
 
     @property
     def has_knob(self) -> bool:
@@ -97,3 +103,40 @@ class BudgetController:
                 }
             )
         return actions
+
+    @contextmanager
+    def floor(self) -> Iterator[None]:
+        """Every knob at its floor inside the block (θ = +∞: no token routed; α = 0: every
+        rank at r_min); the knobs are restored on exit."""
+        thetas = [r.threshold.detach().clone() for r in self.routers]
+        alphas = [s.log_alpha.detach().clone() for s in self.ranks]
+        with torch.no_grad():
+            for r in self.routers:
+                r.threshold.fill_(math.inf)
+            for s in self.ranks:
+                s.log_alpha.fill_(-math.inf)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for r, t in zip(self.routers, thetas, strict=True):
+                    r.threshold.copy_(t)
+                for s, a in zip(self.ranks, alphas, strict=True):
+                    s.log_alpha.copy_(a)
+
+    def unreachable(self, at_floor: dict[str, float | None]) -> list[dict]:
+        """The limits still exceeded by ``at_floor`` (costs measured under :meth:`floor`), each
+        with a message that names the least reachable value and the fix."""
+        out = []
+        for k, lim in self.limits.items():
+            v = at_floor.get(k)
+            if v is None or v <= lim:
+                continue
+            message = (
+                f"{k} limit {lim:.4g} is out of reach: with no token routed and every rank at "
+                f"its minimum the model still costs {v:.4g}, so the parts the controller "
+                f"cannot change (embeddings, LM head, attention, fixed-rank layers) exceed it; "
+                f"set the limit to at least {v:.4g} or make those parts smaller"
+            )
+            out.append({"metric": k, "floor": v, "limit": lim, "message": message})
+        return out

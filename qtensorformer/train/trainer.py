@@ -764,12 +764,25 @@ class Trainer:
         """Let the budget controller adjust routing and ranks; log and show what it did."""
         if self.budget is None:
             return
-        for action in self.budget.update({"latency_ms": latency, "energy_uj": energy}):
+        actions = self.budget.update({"latency_ms": latency, "energy_uj": energy})
+        for action in actions:
             self._log({"event": "budget", "step": step, **action})
             self._print(
                 f"[magenta]budget[/] {action['metric']} {action['value']:.3g} > "
                 f"{action['limit']:.3g}: {action['action']}"
             )
+        if actions and self.budget.has_knob and not self.budget.floor_checked:
+            self._check_floor(step)
+
+    def _check_floor(self, step: int) -> None:
+        """Once per run, at the first adjustment: measure the costs with every knob at its
+        floor and warn about each limit that no adjustment can meet."""
+        self.budget.floor_checked = True
+        with self.budget.floor():
+            latency, _, energy = self._measure_costs()
+        for w in self.budget.unreachable({"latency_ms": latency, "energy_uj": energy}):
+            self._log({"event": "budget_unreachable", "step": step, **w})
+            self._print(f"[yellow]budget[/] {w['message']}")
 
     def _keep_best(self, st: FitState, loss: float) -> bool:
         """Save the model (and tokenizer) to ``best/`` on a new best validation loss; count the
