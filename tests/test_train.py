@@ -410,6 +410,29 @@ def test_the_floor_routes_nothing_at_minimum_ranks_and_is_undone(data):
     assert w["metric"] == "energy_uj" and "at least 2" in w["message"]
 
 
+def test_a_reachable_energy_budget_is_met_at_the_first_evaluation(tmp_path, data):
+    """Energy estimates are deterministic, so the controller keeps stepping within one
+    evaluation until the estimate is under a limit that the floor allows."""
+    from qtensorformer.energy import EnergyEstimator
+    from qtensorformer.train.budget import BudgetController
+
+    vocab, ids = data
+    model = _model(
+        vocab, use_quantum_attention=True, use_selective_routing=True, use_adaptive_rank=True
+    )
+    est = EnergyEstimator("gpu_a100")
+    now = est(model, 0.0, 32)
+    with BudgetController(model, {}).floor():
+        low = est(model, 0.0, 32)
+    limit = low + 0.3 * (now - low)
+    cfg = _cfg(max_energy_uj=limit, energy_hardware="gpu_a100", max_steps=4)
+    Trainer(model, ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()
+    assert not _events(tmp_path, "budget_unreachable")
+    settled = [a for a in _events(tmp_path, "budget") if "more step" in a["action"]]
+    assert settled and all(a["value"] <= limit for a in settled)
+    assert settled[0]["value"] < _events(tmp_path, "eval")[0]["energy_uj"]
+
+
 def test_budget_without_knob(tmp_path, data):
     vocab, ids = data
     cfg = _cfg(max_latency_ms=1e-6)

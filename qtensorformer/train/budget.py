@@ -47,6 +47,7 @@ class BudgetController:
         self.ranks = [b.rank for b in model.blocks if b.rank is not None]
         self.warned = False
         self.floor_checked = False  # set by the caller once it has measured the floor
+        self.out_of_reach: set[str] = set()  # limits the floor exceeds (set by the caller)
 
     @property
     def has_knob(self) -> bool:

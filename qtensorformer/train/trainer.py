@@ -29,7 +29,7 @@ from rich.table import Table
 from torch import nn
 
 from ..data.batching import num_windows, train_batches
-from ..energy import EnergyEstimator, measure_latency_ms
+from ..energy import EnergyEstimator, measure_latency_ms, model_flops
 from ..files import TOKENIZER_DIR, CheckpointError, RunDir, read_json, write_json
 from ..io import load_state
 from ..nn.params import param_groups
@@ -83,6 +83,8 @@ _LAST_STEP_KEYS = {"tokens": "batch_tokens", "lm_loss": "step_lm_loss"}
 
 #: Steps timed before a run under ``max_minutes`` sizes its schedule (the first is dropped).
 _PROBE_STEPS = 6
+#: Most budget steps one evaluation takes toward an energy limit (0.8^10 ≈ 0.11 of rank α).
+SETTLE_STEPS = 10
 #: Most of ``max_minutes`` the final evaluation may take (see :mod:`.timebudget`).
 _FINAL_SHARE = 0.2
 
@@ -773,6 +775,35 @@ class Trainer:
             )
         if actions and self.budget.has_knob and not self.budget.floor_checked:
             self._check_floor(step)
+        if actions and energy is not None and self._energy_reachable():
+            self._settle_energy(step)
+
+    def _energy_reachable(self) -> bool:
+        """An energy limit is set, the model has knobs, and its floor is under the limit."""
+        b = self.budget
+        return b.has_knob and "energy_uj" in b.limits and "energy_uj" not in b.out_of_reach
+
+    def _settle_energy(self, step: int) -> None:
+        """Energy estimates are deterministic, so one evaluation can take several steps: step
+        and re-estimate until under the limit (at most ``SETTLE_STEPS`` more); log the result."""
+        lim, energy, n = self.budget.limits["energy_uj"], self._energy_now(), 0
+        while energy > lim and n < SETTLE_STEPS:
+            self.budget.update({"energy_uj": energy})
+            energy, n = self._energy_now(), n + 1
+        action = {
+            "metric": "energy_uj",
+            "value": energy,
+            "limit": lim,
+            "action": f"{n} more step(s) at this evaluation; estimate now {energy:.4g}",
+        }
+        self._log({"event": "budget", "step": step, **action})
+        self._print(f"[magenta]budget[/] energy_uj: {action['action']}")
+
+    def _energy_now(self) -> float:
+        """The energy estimate per query as the model stands (seeded tokens, no timing)."""
+        seq_len = self.config.seq_len
+        flops_tok = model_flops(self.model, seq_len).total / seq_len
+        return float(self.energy_fn(self.model, flops_tok, seq_len))
 
     def _check_floor(self, step: int) -> None:
         """Once per run, at the first adjustment: measure the costs with every knob at its
@@ -780,7 +811,9 @@ class Trainer:
         self.budget.floor_checked = True
         with self.budget.floor():
             latency, _, energy = self._measure_costs()
-        for w in self.budget.unreachable({"latency_ms": latency, "energy_uj": energy}):
+        warnings = self.budget.unreachable({"latency_ms": latency, "energy_uj": energy})
+        self.budget.out_of_reach = {w["metric"] for w in warnings}
+        for w in warnings:
             self._log({"event": "budget_unreachable", "step": step, **w})
             self._print(f"[yellow]budget[/] {w['message']}")
 
