@@ -231,7 +231,7 @@ def test_energy_estimator_as_trainer_energy_fn():
     torch.manual_seed(4)
     m = _q_model(use_selective_routing=True)
     est = EnergyEstimator("cpu_xeon")
-    uj = est(m, 0.0, 16)
+    uj = est(m, 16)
     assert uj == pytest.approx(est.estimate(model_flops(m, 16)).energy_uj)
 
 

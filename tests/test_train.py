@@ -410,6 +410,32 @@ def test_the_floor_routes_nothing_at_minimum_ranks_and_is_undone(data):
     assert w["metric"] == "energy_uj" and "at least 2" in w["message"]
 
 
+def test_check_floor_measures_once_at_the_floor_and_remembers_what_is_out_of_reach(data):
+    """check_floor calls the measure once, with the knobs at the floor, keeps the limits it
+    misses out of reach(), and skips a model without knobs."""
+    from qtensorformer.train.budget import BudgetController
+
+    vocab, _ = data
+    model = _model(vocab, use_adaptive_rank=True)
+    ctl = BudgetController(model, {"energy_uj": 1.0, "latency_ms": 5.0})
+    seen = []
+
+    def measure():
+        seen.append(float(model.blocks[0].rank.log_alpha.detach()))
+        return {"energy_uj": 3.0, "latency_ms": 4.0}
+
+    assert ctl.reachable("energy_uj") and ctl.reachable("latency_ms")
+    (w,) = ctl.check_floor(measure)
+    assert w["metric"] == "energy_uj" and w["floor"] == 3.0
+    assert seen == [-math.inf]  # measured once, at the floor
+    assert math.isfinite(float(model.blocks[0].rank.log_alpha.detach()))  # restored
+    assert not ctl.reachable("energy_uj") and ctl.reachable("latency_ms")
+    assert ctl.check_floor(measure) == [] and len(seen) == 1  # not measured again
+    assert not ctl.reachable("tokens")  # no such limit
+    dense = BudgetController(_model(vocab), {"energy_uj": 1.0})
+    assert dense.check_floor(measure) == [] and len(seen) == 1 and not dense.reachable("energy_uj")
+
+
 def test_a_reachable_energy_budget_is_met_at_the_first_evaluation(tmp_path, data):
     """Energy estimates are deterministic, so the controller keeps stepping within one
     evaluation until the estimate is under a limit that the floor allows."""
@@ -421,9 +447,9 @@ def test_a_reachable_energy_budget_is_met_at_the_first_evaluation(tmp_path, data
         vocab, use_quantum_attention=True, use_selective_routing=True, use_adaptive_rank=True
     )
     est = EnergyEstimator("gpu_a100")
-    now = est(model, 0.0, 32)
+    now = est(model, 32)
     with BudgetController(model, {}).floor():
-        low = est(model, 0.0, 32)
+        low = est(model, 32)
     limit = low + 0.3 * (now - low)
     cfg = _cfg(max_energy_uj=limit, energy_hardware="gpu_a100", max_steps=4)
     Trainer(model, ids["train"], ids["valid"], cfg, tmp_path, vocab, quiet=True).fit()

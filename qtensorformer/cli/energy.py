@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -78,6 +78,20 @@ def load_or_build(
     return QTensorFormer.from_pretrained(ckpt), str(ckpt)
 
 
+def _at_floor(model: QTensorFormer, source: str) -> AbstractContextManager[None]:
+    """Every budget knob of ``model`` at its floor inside the block; an error for a model
+    without knobs (it has no floor below its own cost)."""
+    from ..train.budget import BudgetController
+
+    knobs = BudgetController(model, {})
+    if not knobs.has_knob:
+        raise ValueError(
+            f"--floor: {source} has no router or adaptive rank, so it has no floor below "
+            "its own cost; run without --floor"
+        )
+    return knobs.floor()
+
+
 def energy(
     checkpoint: Annotated[
         str | None,
@@ -115,18 +129,11 @@ def energy(
     Example: ``qtf energy runs/my-run --hardware cpu_xeon --floor``"""
     from ..energy import energy_table, make_estimators
     from ..files import write_json
-    from ..train.budget import BudgetController
 
     with user_errors():
         estimators = make_estimators(hardware, carbon_intensity, pue, utilisation)
         model, source = load_or_build(checkpoint, preset, variant, vocab_size, seq_len, seed)
-        knobs = BudgetController(model, {})
-        if floor and not knobs.has_knob:
-            raise ValueError(
-                f"--floor: {source} has no router or adaptive rank, so it has no floor below "
-                "its own cost; run without --floor"
-            )
-        with knobs.floor() if floor else nullcontext():
+        with _at_floor(model, source) if floor else nullcontext():
             label = f"{source}, at its floor (no token routed, minimum ranks)" if floor else source
             res = energy_table(model, estimators, seq_len, label, seed)
     console.print(estimates_table(res))

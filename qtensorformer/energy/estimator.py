@@ -53,7 +53,7 @@ class EnergyEstimator:
         utilisation: override the profile's assumed fraction of peak throughput.
         shots: override the QPU shots per circuit (``ibm_quantum``).
 
-    Calling the estimator as ``est(model, flops_per_token, seq_len)`` returns µJ per query,
+    Calling the estimator as ``est(model, seq_len)`` returns µJ per query,
     which is the ``energy_fn`` protocol of :class:`~qtensorformer.train.Trainer`.
 
     Example:
@@ -147,9 +147,9 @@ class EnergyEstimator:
             derivation=host.derivation,
         )
 
-    def __call__(self, model: torch.nn.Module, flops_per_token: float, seq_len: int) -> float:
-        """µJ per query of ``seq_len`` tokens (``flops_per_token`` is recomputed from a
-        forward pass, which also gives circuit counts)."""
+    def __call__(self, model: torch.nn.Module, seq_len: int) -> float:
+        """µJ per query of ``seq_len`` tokens, from the FLOPs and circuits one forward pass on
+        seeded random tokens counts (:func:`model_flops`)."""
         return self.estimate(model_flops(model, seq_len)).energy_uj
 
 

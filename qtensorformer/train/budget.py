@@ -8,13 +8,14 @@ every block it (a) lowers the router's target fraction by ``factor`` and raises 
 neither a router nor an adaptive rank has no knob: the controller says so once. A limit can
 also be out of reach with knobs: :meth:`BudgetController.floor` puts every knob at its floor
 (no token routed, every rank at r_min) so that the caller can measure the least cost the
-controller can reach, and :meth:`BudgetController.unreachable` says which limits it misses.
+controller can reach, and :meth:`BudgetController.unreachable` says which limits it misses;
+:meth:`BudgetController.check_floor` does both once per run, given a way to measure the costs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -46,8 +47,13 @@ class BudgetController:
         self.routers = [b.attn.router for b in model.blocks if b.attn.router is not None]
         self.ranks = [b.rank for b in model.blocks if b.rank is not None]
         self.warned = False
-        self.floor_checked = False  # set by the caller once it has measured the floor
-        self.out_of_reach: set[str] = set()  # limits the floor exceeds (set by the caller)
+        self.floor_checked = False  # check_floor has measured the floor
+        self.out_of_reach: set[str] = set()  # the limits the floor exceeds
+
+    def reachable(self, metric: str) -> bool:
+        """True when ``metric`` has a limit, the model has knobs, and the floor (when checked)
+        is under the limit."""
+        return self.has_knob and metric in self.limits and metric not in self.out_of_reach
 
     @property
     def has_knob(self) -> bool:
@@ -141,3 +147,16 @@ class BudgetController:
             )
             out.append({"metric": k, "floor": v, "limit": lim, "message": message})
         return out
+
+    def check_floor(self, measure: Callable[[], dict[str, float | None]]) -> list[dict]:
+        """Once per controller: ``measure()`` the costs with every knob at its floor, remember
+        the limits they exceed (see :meth:`reachable`) and return those as :meth:`unreachable`
+        does; later calls (and a model without knobs) return ``[]`` without measuring."""
+        if self.floor_checked or not self.has_knob:
+            return []
+        self.floor_checked = True
+        with self.floor():
+            at_floor = measure()
+        warnings = self.unreachable(at_floor)
+        self.out_of_reach = {w["metric"] for w in warnings}
+        return warnings

@@ -29,7 +29,7 @@ from rich.table import Table
 from torch import nn
 
 from ..data.batching import num_windows, train_batches
-from ..energy import EnergyEstimator, measure_latency_ms, model_flops
+from ..energy import EnergyEstimator, measure_latency_ms
 from ..files import TOKENIZER_DIR, CheckpointError, RunDir, read_json, write_json
 from ..io import load_state
 from ..nn.params import param_groups
@@ -212,6 +212,10 @@ class Trainer:
     JSON object per log line and evaluation), ``checkpoints/``, ``best/`` (the model with the
     best validation perplexity, when evaluations run), ``pareto.json``, ``summary.json``.
 
+    ``energy_fn(model, seq_len) -> µJ per query`` estimates energy at each evaluation (default:
+    an :class:`~qtensorformer.energy.EnergyEstimator` for ``config.energy_hardware`` when the
+    model is this library's; required for ``max_energy_uj`` on any other model).
+
     Example:
         >>> import torch, tempfile
         >>> from qtensorformer import ModelConfig, QTensorFormer
@@ -251,7 +255,7 @@ class Trainer:
         self.console = console or Console()
         self.quiet = quiet
         self.summary_table = summary_table
-        self.energy_fn = self._energy_fn(energy_fn)  # (model, flops/token, seq_len) -> µJ/query
+        self.energy_fn = self._energy_fn(energy_fn)  # (model, seq_len) -> µJ per query
         self.pareto = ParetoTracker()
         self.budget = self._budget_controller()
         self.world_size, self.rank, _ = dist_env()
@@ -271,7 +275,7 @@ class Trainer:
         if self.config.max_energy_uj is not None and energy_fn is None:
             raise ValueError(
                 "max_energy_uj needs an energy estimate per query: pass energy_fn="
-                "(model, flops_per_token, seq_len) -> µJ to the Trainer for this model type"
+                "(model, seq_len) -> µJ per query to the Trainer for this model type"
             )
         return energy_fn
 
@@ -745,7 +749,7 @@ class Trainer:
         latency = float(self._sum_over_processes(lat)) / self.world_size
         if self.energy_fn is None:
             return latency, flops_tok, None
-        return latency, flops_tok, float(self.energy_fn(self.model, flops_tok, c.seq_len))
+        return latency, flops_tok, float(self.energy_fn(self.model, c.seq_len))
 
     def _track_pareto(self, point: ParetoPoint) -> None:
         """Add an evaluation to the Pareto tracker, save it and log whether it is on the
@@ -773,15 +777,10 @@ class Trainer:
                 f"[magenta]budget[/] {action['metric']} {action['value']:.3g} > "
                 f"{action['limit']:.3g}: {action['action']}"
             )
-        if actions and self.budget.has_knob and not self.budget.floor_checked:
+        if actions:
             self._check_floor(step)
-        if actions and energy is not None and self._energy_reachable():
+        if actions and energy is not None and self.budget.reachable("energy_uj"):
             self._settle_energy(step)
-
-    def _energy_reachable(self) -> bool:
-        """An energy limit is set, the model has knobs, and its floor is under the limit."""
-        b = self.budget
-        return b.has_knob and "energy_uj" in b.limits and "energy_uj" not in b.out_of_reach
 
     def _settle_energy(self, step: int) -> None:
         """Energy estimates are deterministic, so one evaluation can take several steps: step
@@ -801,19 +800,17 @@ class Trainer:
 
     def _energy_now(self) -> float:
         """The energy estimate per query as the model stands (seeded tokens, no timing)."""
-        seq_len = self.config.seq_len
-        flops_tok = model_flops(self.model, seq_len).total / seq_len
-        return float(self.energy_fn(self.model, flops_tok, seq_len))
+        return float(self.energy_fn(self.model, self.config.seq_len))
+
+    def _floor_costs(self) -> dict[str, float | None]:
+        """Latency and energy per query as measured now (called with the knobs at the floor)."""
+        latency, _, energy = self._measure_costs()
+        return {"latency_ms": latency, "energy_uj": energy}
 
     def _check_floor(self, step: int) -> None:
-        """Once per run, at the first adjustment: measure the costs with every knob at its
-        floor and warn about each limit that no adjustment can meet."""
-        self.budget.floor_checked = True
-        with self.budget.floor():
-            latency, _, energy = self._measure_costs()
-        warnings = self.budget.unreachable({"latency_ms": latency, "energy_uj": energy})
-        self.budget.out_of_reach = {w["metric"] for w in warnings}
-        for w in warnings:
+        """At the first adjustment (the controller measures once): warn about each limit that
+        no adjustment can meet."""
+        for w in self.budget.check_floor(self._floor_costs):
             self._log({"event": "budget_unreachable", "step": step, **w})
             self._print(f"[yellow]budget[/] {w['message']}")
 
