@@ -416,13 +416,19 @@ def build_scale(b: Budget, cmd: str, train_missing: bool) -> str | None:
         return None
     ms, lines = started
     lines += [*param_rows(), "", f"Trained {b.one_epoch_name} (word-level WikiText-2, seed 0):", ""]
-    lines += ["| model | params | test ppl | vs dense of its preset |", "|---|---:|---:|---:|"]
+    lines += [
+        "| model | params (× fewer) | test ppl | vs dense of its preset | speed vs dense |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for dense, every in ((specs[0], specs[1]), (specs[2], specs[3])):
         d = ms[dense.name]
         for s in (dense, every):
             m = ms[s.name]
-            vs = rel(m.test_ppl, d.test_ppl)
-            lines.append(f"| {s.label} | {m.params:,} | {m.test_ppl:,.2f} | {vs} |")
+            vs, fewer = rel(m.test_ppl, d.test_ppl), d.params / m.params
+            lines.append(
+                f"| {s.label} | {m.params:,} ({fewer:.2f}) | {m.test_ppl:,.2f} | {vs} | "
+                f"{m.speed_vs_dense:.2f} |"
+            )
     return "\n".join(lines)
 
 

@@ -69,7 +69,7 @@ def _has_small_checkpoint(quick: bool) -> str | None:
 
 
 #: bench_training's tables in docs/RESULTS.md so far (seeds, ablation, scale, core when done).
-TRAINING_TABLES = ("seeds", "ablation")
+TRAINING_TABLES = ("seeds", "ablation", "scale")
 #: The every-pillar run bench_entropy reads: the seeds table's seed 0 (full or quick).
 ENTROPY_MODEL = {quick: f"{b.root}/1ep-all-seed0" for quick, b in ((False, FULL), (True, QUICK))}
 #: bench_energy's ``--models`` (name=run,...): seed 0 of the one-epoch dense, TT and every pillar.
