@@ -416,11 +416,16 @@ def build_scale(b: Budget, cmd: str, train_missing: bool) -> str | None:
         return None
     ms, lines = started
     lines += [*param_rows(), "", f"Trained {b.one_epoch_name} (word-level WikiText-2, seed 0):", ""]
-    lines += [
+    return "\n".join([*lines, *scale_rows(ms, specs)])
+
+
+def scale_rows(ms: dict[str, RunMetrics], specs: list[RunSpec]) -> list[str]:
+    """The trained rows: each preset's dense run, then its every-pillar run against it."""
+    lines = [
         "| model | params (× fewer) | test ppl | vs dense of its preset | speed vs dense |",
         "|---|---:|---:|---:|---:|",
     ]
-    for dense, every in ((specs[0], specs[1]), (specs[2], specs[3])):
+    for dense, every in zip(specs[::2], specs[1::2], strict=True):
         d = ms[dense.name]
         for s in (dense, every):
             m = ms[s.name]
@@ -429,7 +434,7 @@ def build_scale(b: Budget, cmd: str, train_missing: bool) -> str | None:
                 f"| {s.label} | {m.params:,} ({fewer:.2f}) | {m.test_ppl:,.2f} | {vs} | "
                 f"{m.speed_vs_dense:.2f} |"
             )
-    return "\n".join(lines)
+    return lines
 
 
 def begin(

@@ -109,6 +109,20 @@ def test_core_table_ratios_come_from_the_dense_row(bt):
     assert dense_cells[6] == "—"  # no evaluations logged
 
 
+def test_scale_rows_compare_each_preset_with_its_own_dense(bt):
+    specs = [bt.RunSpec(n, n, ()) for n in ("s-dense", "s-all", "m-dense", "m-all")]
+    ms = {
+        "s-dense": _metrics(bt, "s-dense", 400, 100.0, 2e6, ms=1.0, dense_ms=1.0),
+        "s-all": _metrics(bt, "s-all", 100, 90.0, 2e6, ms=2.0, dense_ms=1.0),
+        "m-dense": _metrics(bt, "m-dense", 1000, 200.0, 5e6, ms=3.0, dense_ms=3.0),
+        "m-all": _metrics(bt, "m-all", 500, 150.0, 5e6, ms=4.0, dense_ms=2.0),
+    }
+    rows = [[c.strip() for c in r.split("|")][1:-1] for r in bt.scale_rows(ms, specs)[2:]]
+    assert rows[1] == ["s-all", "100 (4.00)", "90.00", "-10.0%", "0.50"]
+    assert rows[2] == ["m-dense", "1,000 (1.00)", "200.00", "+0.0%", "1.00"]
+    assert rows[3] == ["m-all", "500 (2.00)", "150.00", "-25.0%", "0.50"]
+
+
 def test_tiny_run_is_trained_once_resumed_and_measured(bt, tmp_path, monkeypatch, capsys):
     tr = sys.modules["_training"]
     spec = tr.RunSpec(
