@@ -749,7 +749,7 @@ class Trainer:
         latency = float(self._sum_over_processes(lat)) / self.world_size
         if self.energy_fn is None:
             return latency, flops_tok, None
-        return latency, flops_tok, float(self.energy_fn(self.model, c.seq_len))
+        return latency, flops_tok, self._energy_now()
 
     def _track_pareto(self, point: ParetoPoint) -> None:
         """Add an evaluation to the Pareto tracker, save it and log whether it is on the
