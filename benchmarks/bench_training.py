@@ -71,7 +71,7 @@ class Budget:
 #: or after 3 epochs, the cosine schedule spanning them: the "steps (best)" column shows
 #: whether the best model came before the end, and the valid-change column how much the last
 #: epoch still gained. Three, not more: a run must finish within one working session here
-#: (the every-pillar model trains about 36 minutes per epoch on the 2-core machine).
+#: (training throughput: docs/RESULTS.md, bench_train_speed).
 FULL = Budget(
     converge=("--epochs", "3", "--patience", "3", "--eval-every", "500"),
     one_epoch=("--max-tokens", "2088000", "--eval-every", "250"),

@@ -68,8 +68,8 @@ def _has_small_checkpoint(quick: bool) -> str | None:
     return f"{SMALL_CHECKPOINT} is missing; train it first: {SMALL_TRAIN}"
 
 
-#: bench_training's tables in docs/RESULTS.md so far (seeds, ablation, scale, core when done).
-TRAINING_TABLES = ("seeds", "ablation", "scale")
+#: bench_training's tables in docs/RESULTS.md (each listed once its full table is there).
+TRAINING_TABLES = ("seeds", "ablation", "scale", "core")
 #: The every-pillar run bench_entropy reads: the seeds table's seed 0 (full or quick).
 ENTROPY_MODEL = {quick: f"{b.root}/1ep-all-seed0" for quick, b in ((False, FULL), (True, QUICK))}
 #: bench_energy's ``--models`` (name=run,...): seed 0 of the one-epoch dense, TT and every pillar.
